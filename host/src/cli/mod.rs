@@ -1,0 +1,33 @@
+//! The `switchyard` command line. Subcommands live one per module; this
+//! file only declares them and dispatches.
+
+use clap::{Parser, Subcommand};
+
+mod demo;
+mod plugin;
+
+/// Switchyard: an LLM router trained with RL, with sandboxed Wasm plugins.
+#[derive(Debug, Parser)]
+#[command(name = "switchyard", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Build, inspect and run plugin components.
+    #[command(subcommand)]
+    Plugin(plugin::PluginCommand),
+    /// Run the reference plugins end to end on a sample routing episode.
+    Demo(demo::DemoArgs),
+}
+
+impl Cli {
+    pub fn run(self) -> anyhow::Result<()> {
+        match self.command {
+            Command::Plugin(cmd) => cmd.run(),
+            Command::Demo(args) => args.run(),
+        }
+    }
+}

@@ -1,0 +1,225 @@
+//! `switchyard plugin build | check | call`: the plugin author's tools.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::plugin::types::*;
+use crate::plugin::{self, Kind, Plugin, PluginInfo, Runtime, RuntimeConfig};
+
+#[derive(Debug, Subcommand)]
+pub enum PluginCommand {
+    /// Build a plugin crate (or a workspace of them) into components.
+    Build {
+        /// Folder with the plugin's (or workspace's) Cargo.toml.
+        dir: PathBuf,
+        /// Where to write `<crate-name>.wasm` components.
+        #[arg(long, default_value = "plugins/dist")]
+        out: PathBuf,
+        /// Cargo target directory for the wasm build.
+        #[arg(long, default_value = "target/wasm")]
+        target_dir: PathBuf,
+    },
+    /// Load a component and report its world, version, exports, size and compile time.
+    Check(CheckArgs),
+    /// Run a component once on a JSON input and print its JSON result.
+    Call(CallArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    file: PathBuf,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CallArgs {
+    file: PathBuf,
+    /// JSON input: a file path, `-` for stdin, or inline JSON. Shapes:
+    /// reward `{"input": {...}, "params": {...}}` (or `"inputs": [...]`);
+    /// cost `{"model", "usage", "latency_ms", "settings"}`;
+    /// adapter `{"auth": {}}`, `{"build_request": {"request", "base_url"}}`,
+    /// `{"parse_response": {"status", "body"}}`, `{"parse_stream_event": {"event", "data"}}`;
+    /// strategy `{"state": {...}, "settings": [...]}`.
+    #[arg(long)]
+    input: String,
+}
+
+impl PluginCommand {
+    pub fn run(self) -> anyhow::Result<()> {
+        match self {
+            PluginCommand::Build { dir, out, target_dir } => {
+                let built = plugin::build::build(&dir, &out, &target_dir)
+                    .with_context(|| format!("building plugins in {}", dir.display()))?;
+                for b in built {
+                    println!("{:<24} {:>8} bytes  {}", b.name, b.size_bytes, b.path.display());
+                }
+                Ok(())
+            }
+            PluginCommand::Check(args) => check(&args),
+            PluginCommand::Call(args) => call(&args),
+        }
+    }
+}
+
+/// The world a component implements, judged by its exports.
+fn detect_kind(runtime: &Runtime, path: &Path) -> anyhow::Result<(Kind, PluginInfo)> {
+    let bytes = plugin::loader::read(path)?;
+    let name = plugin::loader::plugin_name(path);
+    let inspected = plugin::loader::inspect(runtime, &name, &bytes, Kind::Reward)?;
+    let mut info = inspected.info;
+    let Some(kind) =
+        Kind::ALL.into_iter().find(|k| k.required_exports().iter().all(|e| info.exports.iter().any(|x| x == e)))
+    else {
+        bail!(
+            "plugin `{name}` implements none of the worlds reward, cost, adapter, strategy; it exports: {}",
+            if info.exports.is_empty() { "nothing".to_string() } else { info.exports.join(", ") }
+        );
+    };
+    info.kind = kind;
+    Ok((kind, info))
+}
+
+fn check(args: &CheckArgs) -> anyhow::Result<()> {
+    // No disk cache, so the reported compile time is a real compile.
+    let runtime = Runtime::new(RuntimeConfig { cache_dir: None, ..RuntimeConfig::default() })?;
+    let (kind, info) = detect_kind(&runtime, &args.file)?;
+    // Type-check every export against the world by loading it for real.
+    match kind {
+        Kind::Reward => Plugin::<plugin::Reward>::load(&runtime, &args.file).map(drop),
+        Kind::Cost => Plugin::<plugin::Cost>::load(&runtime, &args.file).map(drop),
+        Kind::Adapter => Plugin::<plugin::Adapter>::load(&runtime, &args.file).map(drop),
+        Kind::Strategy => Plugin::<plugin::Strategy>::load(&runtime, &args.file).map(drop),
+    }?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&info)?);
+    } else {
+        println!("plugin:       {}", info.name);
+        println!("world:        {} (switchyard:plugin@{})", kind, info.version);
+        println!("exports:      {}", info.exports.join(", "));
+        println!("imports:      {}", if info.imports.is_empty() { "none".to_string() } else { info.imports.join(", ") });
+        println!("size:         {} bytes", info.size_bytes);
+        println!("sha256:       {}", info.sha256);
+        println!("compile time: {:.1} ms", info.compile_time.as_secs_f64() * 1e3);
+        let limits = runtime.limits(kind);
+        println!(
+            "limits:       deadline {} ms, memory {} MiB, output {} bytes",
+            limits.deadline.as_millis(),
+            limits.memory_bytes >> 20,
+            limits.output_bytes
+        );
+        println!("ok");
+    }
+    Ok(())
+}
+
+fn read_input(input: &str) -> anyhow::Result<Value> {
+    let text = if input == "-" {
+        let mut s = String::new();
+        std::io::stdin().read_to_string(&mut s).context("reading input from stdin")?;
+        s
+    } else if input.trim_start().starts_with('{') {
+        input.to_string()
+    } else {
+        std::fs::read_to_string(input).with_context(|| format!("reading input file {input}"))?
+    };
+    serde_json::from_str(&text).context("input is not valid JSON")
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RewardCall {
+    input: Option<ScoringInput>,
+    inputs: Option<Vec<ScoringInput>>,
+    params: RewardParams,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CostCall {
+    model: ModelDescriptor,
+    usage: Usage,
+    #[serde(default)]
+    latency_ms: u32,
+    #[serde(default)]
+    settings: Vec<Setting>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+enum AdapterCall {
+    Auth {},
+    BuildRequest { request: ChatRequest, base_url: String },
+    ParseResponse(HttpResponse),
+    ParseStreamEvent {
+        #[serde(default)]
+        event: String,
+        data: String,
+    },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StrategyCall {
+    state: RoutingState,
+    #[serde(default)]
+    settings: Vec<Setting>,
+}
+
+fn call(args: &CallArgs) -> anyhow::Result<()> {
+    let runtime = Runtime::with_defaults()?;
+    let (kind, _) = detect_kind(&runtime, &args.file)?;
+    let input = read_input(&args.input)?;
+    let shape = |e: serde_json::Error| anyhow::anyhow!("input does not fit the {kind} world's call shape: {e}");
+    let output = run_call(&runtime, &args.file, kind, input, shape)
+        .with_context(|| format!("calling {} as a {kind} plugin", args.file.display()))?;
+    println!("{}", serde_json::to_string_pretty(&output)?);
+    Ok(())
+}
+
+fn run_call(
+    runtime: &Arc<Runtime>,
+    file: &Path,
+    kind: Kind,
+    input: Value,
+    shape: impl Fn(serde_json::Error) -> anyhow::Error,
+) -> anyhow::Result<Value> {
+    Ok(match kind {
+        Kind::Reward => {
+            let c: RewardCall = serde_json::from_value(input).map_err(shape)?;
+            let p = Plugin::<plugin::Reward>::load(runtime, file)?;
+            match (c.input, c.inputs) {
+                (Some(one), None) => serde_json::to_value(p.score(&one, &c.params)?)?,
+                (None, Some(many)) => serde_json::to_value(p.score_batch(&many, &c.params)?)?,
+                _ => bail!("a reward call needs exactly one of `input` or `inputs`"),
+            }
+        }
+        Kind::Cost => {
+            let c: CostCall = serde_json::from_value(input).map_err(shape)?;
+            let p = Plugin::<plugin::Cost>::load(runtime, file)?;
+            serde_json::json!({ "cost": p.cost(&c.model, c.usage, c.latency_ms, &c.settings)? })
+        }
+        Kind::Adapter => {
+            let c: AdapterCall = serde_json::from_value(input).map_err(shape)?;
+            let p = Plugin::<plugin::Adapter>::load(runtime, file)?;
+            match c {
+                AdapterCall::Auth {} => serde_json::to_value(p.auth()?)?,
+                AdapterCall::BuildRequest { request, base_url } => serde_json::to_value(p.build_request(&request, &base_url)?)?,
+                AdapterCall::ParseResponse(response) => serde_json::to_value(p.parse_response(&response)?)?,
+                AdapterCall::ParseStreamEvent { event, data } => serde_json::to_value(p.parse_stream_event(&event, &data)?)?,
+            }
+        }
+        Kind::Strategy => {
+            let c: StrategyCall = serde_json::from_value(input).map_err(shape)?;
+            let p = Plugin::<plugin::Strategy>::load(runtime, file)?;
+            serde_json::to_value(p.decide(&c.state, &c.settings)?)?
+        }
+    })
+}

@@ -1,0 +1,136 @@
+//! Per-kind sandbox limits and the store state that enforces memory caps.
+//!
+//! Invariant: a guest can never grow a memory or table past its kind's cap;
+//! the attempt traps (not `-1`), and the store remembers it so the host
+//! reports `OutOfMemory` rather than a generic trap.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use wasmtime::ResourceLimiter;
+
+/// Which world a plugin implements; each kind has its own limits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Kind {
+    Reward,
+    Cost,
+    Adapter,
+    Strategy,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 4] = [Kind::Reward, Kind::Cost, Kind::Adapter, Kind::Strategy];
+
+    /// The WIT world name.
+    pub fn world(self) -> &'static str {
+        match self {
+            Kind::Reward => "reward",
+            Kind::Cost => "cost",
+            Kind::Adapter => "adapter",
+            Kind::Strategy => "strategy",
+        }
+    }
+
+    /// The functions the world requires a component to export.
+    pub fn required_exports(self) -> &'static [&'static str] {
+        match self {
+            Kind::Reward => &["score", "score-batch"],
+            Kind::Cost => &["cost"],
+            Kind::Adapter => &["auth", "build-request", "parse-response", "parse-stream-event"],
+            Kind::Strategy => &["decide"],
+        }
+    }
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.world())
+    }
+}
+
+/// The limits every call of one kind of plugin runs under.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Limits {
+    /// CPU deadline per call (enforced by epoch interruption).
+    #[serde(with = "millis")]
+    pub deadline: Duration,
+    /// Maximum linear memory per instance, in bytes.
+    pub memory_bytes: usize,
+    /// Maximum size of a returned value, in bytes (see `OutputSize`).
+    pub output_bytes: usize,
+}
+
+impl Limits {
+    /// Defaults per kind: rewards may score a batch; costs are arithmetic;
+    /// adapters parse provider bodies (up to a few MiB); strategies decide.
+    pub fn default_for(kind: Kind) -> Limits {
+        const MIB: usize = 1 << 20;
+        match kind {
+            Kind::Reward => Limits { deadline: Duration::from_millis(500), memory_bytes: 64 * MIB, output_bytes: 4 * MIB },
+            Kind::Cost => Limits { deadline: Duration::from_millis(20), memory_bytes: 16 * MIB, output_bytes: 64 },
+            Kind::Adapter => Limits { deadline: Duration::from_millis(200), memory_bytes: 64 * MIB, output_bytes: 8 * MIB },
+            Kind::Strategy => Limits { deadline: Duration::from_millis(100), memory_bytes: 32 * MIB, output_bytes: 64 * 1024 },
+        }
+    }
+}
+
+mod millis {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_millis() as u64)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        Ok(Duration::from_millis(u64::deserialize(d)?))
+    }
+}
+
+/// Data of one call's `Store`: the memory cap and what the guest tried.
+pub struct StoreState {
+    memory_cap: usize,
+    /// Set when the guest tried to grow a memory past `memory_cap`.
+    pub(crate) memory_exceeded: Option<usize>,
+}
+
+impl StoreState {
+    pub fn new(memory_cap: usize) -> Self {
+        StoreState { memory_cap, memory_exceeded: None }
+    }
+}
+
+/// Small fixed caps on tables and instances: our guests need a handful.
+const MAX_TABLE_ELEMENTS: usize = 100_000;
+
+impl ResourceLimiter for StoreState {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > self.memory_cap {
+            self.memory_exceeded = Some(desired);
+            // An error (rather than `Ok(false)`) traps instead of letting the
+            // guest see -1 and carry on in a degraded state.
+            wasmtime::bail!("memory limit of {} bytes exceeded", self.memory_cap);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > MAX_TABLE_ELEMENTS {
+            wasmtime::bail!("table limit of {MAX_TABLE_ELEMENTS} elements exceeded");
+        }
+        Ok(true)
+    }
+
+    fn instances(&self) -> usize {
+        64
+    }
+
+    fn tables(&self) -> usize {
+        64
+    }
+
+    fn memories(&self) -> usize {
+        16
+    }
+}

@@ -1,0 +1,110 @@
+//! Running guest code: one fresh `Store` per call, with the kind's memory
+//! cap, CPU deadline and output cap, and traps turned into typed errors.
+//!
+//! Invariants:
+//! - A store that trapped is dropped, never reused (see [`Warm`]).
+//! - A failing call leaves nothing behind: the next call gets a new store
+//!   from the same pre-instantiated component.
+
+use std::sync::Arc;
+
+use wasmtime::{Store, Trap};
+
+use super::error::Error;
+use super::limits::{Limits, StoreState};
+use super::loader::PluginInfo;
+use super::runtime::Runtime;
+use super::types::{OutputSize, PluginError};
+
+/// A new store for one call of a plugin with `limits`.
+pub(crate) fn new_store(runtime: &Runtime, limits: &Limits) -> Store<StoreState> {
+    let mut store = Store::new(&runtime.engine, StoreState::new(limits.memory_bytes));
+    store.limiter(|state| state);
+    store
+}
+
+/// Arm the deadline, run `f`, and map the outcome. The store is left in an
+/// unknown state when this returns an error other than `Rejected`.
+pub(crate) fn run<R: OutputSize>(
+    runtime: &Runtime,
+    info: &PluginInfo,
+    store: &mut Store<StoreState>,
+    f: impl FnOnce(&mut Store<StoreState>) -> wasmtime::Result<Result<R, PluginError>>,
+) -> Result<R, Error> {
+    let limits = runtime.limits(info.kind);
+    store.set_epoch_deadline(runtime.deadline_ticks(info.kind));
+    store.epoch_deadline_trap();
+    match f(store) {
+        Ok(Ok(value)) => {
+            let size = value.output_size();
+            if size > limits.output_bytes {
+                return Err(Error::OversizeOutput { plugin: info.name.clone(), size, limit: limits.output_bytes });
+            }
+            Ok(value)
+        }
+        Ok(Err(error)) => Err(Error::Rejected { plugin: info.name.clone(), error }),
+        Err(err) => Err(classify(info, &limits, store.data(), err)),
+    }
+}
+
+fn classify(info: &PluginInfo, limits: &Limits, state: &StoreState, err: wasmtime::Error) -> Error {
+    let plugin = info.name.clone();
+    if let Some(requested) = state.memory_exceeded {
+        return Error::OutOfMemory { plugin, limit: limits.memory_bytes, requested };
+    }
+    match err.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => Error::DeadlineExceeded { plugin, deadline: limits.deadline },
+        Some(Trap::StackOverflow) => Error::StackOverflow { plugin },
+        Some(trap) => Error::Trap { plugin, message: trap.to_string() },
+        None => Error::Trap { plugin, message: format!("{err:#}") },
+    }
+}
+
+/// A plugin instance kept alive across calls, for hot loops (batch scoring,
+/// benchmarks). After any trap the instance is discarded and the next call
+/// instantiates a fresh one: a trapped store is never reused.
+pub struct Warm<I> {
+    runtime: Arc<Runtime>,
+    info: Arc<PluginInfo>,
+    slot: Option<(Store<StoreState>, I)>,
+    instantiate: Box<dyn Fn(&mut Store<StoreState>) -> wasmtime::Result<I> + Send + Sync>,
+}
+
+impl<I> Warm<I> {
+    pub(crate) fn new(
+        runtime: Arc<Runtime>,
+        info: Arc<PluginInfo>,
+        instantiate: Box<dyn Fn(&mut Store<StoreState>) -> wasmtime::Result<I> + Send + Sync>,
+    ) -> Self {
+        Warm { runtime, info, slot: None, instantiate }
+    }
+
+    /// Run `f` on the warm instance, instantiating one if needed.
+    pub(crate) fn call<R: OutputSize>(
+        &mut self,
+        f: impl FnOnce(&I, &mut Store<StoreState>) -> wasmtime::Result<Result<R, PluginError>>,
+    ) -> Result<R, Error> {
+        let (mut store, instance) = match self.slot.take() {
+            Some(slot) => slot,
+            None => {
+                let mut store = new_store(&self.runtime, &self.runtime.limits(self.info.kind));
+                store.set_epoch_deadline(self.runtime.deadline_ticks(self.info.kind));
+                let instance = (self.instantiate)(&mut store)
+                    .map_err(|e| classify(&self.info, &self.runtime.limits(self.info.kind), store.data(), e))?;
+                (store, instance)
+            }
+        };
+        let result = run(&self.runtime, &self.info, &mut store, |s| f(&instance, s));
+        // Keep the instance only if the guest finished normally (a clean
+        // return, a refusal, or an oversize value it produced without trapping).
+        if matches!(result, Ok(_) | Err(Error::Rejected { .. }) | Err(Error::OversizeOutput { .. })) {
+            self.slot = Some((store, instance));
+        }
+        result
+    }
+
+    /// Whether an instance is currently alive (false after a trap).
+    pub fn is_alive(&self) -> bool {
+        self.slot.is_some()
+    }
+}
