@@ -59,7 +59,11 @@ impl DemoArgs {
         let runtime = Runtime::with_defaults()?;
         let component = |name: &str| -> PathBuf { self.plugins.join(format!("{name}.wasm")) };
         let need = |p: &Path| -> anyhow::Result<()> {
-            anyhow::ensure!(p.exists(), "{} is missing: run `make setup` (or `scripts/setup`) to build the plugins", p.display());
+            anyhow::ensure!(
+                p.exists(),
+                "{} is missing: run `make setup` (or `scripts/setup`) to build the plugins",
+                p.display()
+            );
             Ok(())
         };
         for p in [component("router-r1"), component(&self.cost)] {
@@ -68,8 +72,15 @@ impl DemoArgs {
         let reward = Plugin::<Reward>::load(&runtime, &component("router-r1"))?;
         let cost = Plugin::<Cost>::load(&runtime, &component(&self.cost))?;
 
-        println!("Scoring {} recorded episodes; calls priced by `{}`, rewards by `router-r1`.\n", demo.episodes.len(), self.cost);
-        println!("{:<3} {:<22} {:>5} {:>6} {:>11} {:>9} {:>9} {:>9}", "#", "answer", "fmt", "EM", "cost $", "r(a=0)", "r(a=0.5)", "r(a=0.9)");
+        println!(
+            "Scoring {} recorded episodes; calls priced by `{}`, rewards by `router-r1`.\n",
+            demo.episodes.len(),
+            self.cost
+        );
+        println!(
+            "{:<3} {:<22} {:>5} {:>6} {:>11} {:>9} {:>9} {:>9}",
+            "#", "answer", "fmt", "EM", "cost $", "r(a=0)", "r(a=0.5)", "r(a=0.9)"
+        );
         for (i, episode) in demo.episodes.iter().enumerate() {
             let mut calls = Vec::new();
             for c in &episode.calls {
@@ -98,7 +109,10 @@ impl DemoArgs {
                 golden_answers: episode.golden_answers.clone(),
             };
             let score = |alpha| {
-                reward.score(&input, &RewardParams { alpha, metric: Metric::ExactMatch, cost_bounds: CostBounds::Fixed((0.0, 0.03)) })
+                reward.score(
+                    &input,
+                    &RewardParams { alpha, metric: Metric::ExactMatch, cost_bounds: CostBounds::Fixed((0.0, 0.03)) },
+                )
             };
             let (r0, r5, r9) = (score(0.0)?, score(0.5)?, score(0.9)?);
             println!(

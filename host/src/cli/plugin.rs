@@ -104,7 +104,10 @@ fn check(args: &CheckArgs) -> anyhow::Result<()> {
         println!("plugin:       {}", info.name);
         println!("world:        {} (switchyard:plugin@{})", kind, info.version);
         println!("exports:      {}", info.exports.join(", "));
-        println!("imports:      {}", if info.imports.is_empty() { "none".to_string() } else { info.imports.join(", ") });
+        println!(
+            "imports:      {}",
+            if info.imports.is_empty() { "none".to_string() } else { info.imports.join(", ") }
+        );
         println!("size:         {} bytes", info.size_bytes);
         println!("sha256:       {}", info.sha256);
         println!("compile time: {:.1} ms", info.compile_time.as_secs_f64() * 1e3);
@@ -156,7 +159,10 @@ struct CostCall {
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 enum AdapterCall {
     Auth {},
-    BuildRequest { request: ChatRequest, base_url: String },
+    BuildRequest {
+        request: ChatRequest,
+        base_url: String,
+    },
     ParseResponse(HttpResponse),
     ParseStreamEvent {
         #[serde(default)]
@@ -211,9 +217,13 @@ fn run_call(
             let p = Plugin::<plugin::Adapter>::load(runtime, file)?;
             match c {
                 AdapterCall::Auth {} => serde_json::to_value(p.auth()?)?,
-                AdapterCall::BuildRequest { request, base_url } => serde_json::to_value(p.build_request(&request, &base_url)?)?,
+                AdapterCall::BuildRequest { request, base_url } => {
+                    serde_json::to_value(p.build_request(&request, &base_url)?)?
+                }
                 AdapterCall::ParseResponse(response) => serde_json::to_value(p.parse_response(&response)?)?,
-                AdapterCall::ParseStreamEvent { event, data } => serde_json::to_value(p.parse_stream_event(&event, &data)?)?,
+                AdapterCall::ParseStreamEvent { event, data } => {
+                    serde_json::to_value(p.parse_stream_event(&event, &data)?)?
+                }
             }
         }
         Kind::Strategy => {

@@ -54,11 +54,10 @@ pub enum Toolchain {
 impl Toolchain {
     /// The first available toolchain.
     pub fn detect() -> Result<Toolchain, BuildError> {
-        let rustup_has_target = Command::new("rustup")
-            .args(["target", "list", "--installed"])
-            .stderr(Stdio::null())
-            .output()
-            .is_ok_and(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).lines().any(|l| l.trim() == WASM_TARGET));
+        let rustup_has_target =
+            Command::new("rustup").args(["target", "list", "--installed"]).stderr(Stdio::null()).output().is_ok_and(
+                |o| o.status.success() && String::from_utf8_lossy(&o.stdout).lines().any(|l| l.trim() == WASM_TARGET),
+            );
         if rustup_has_target {
             return Ok(Toolchain::Rustup);
         }
@@ -124,7 +123,8 @@ pub fn build(dir: &Path, out_dir: &Path, target_dir: &Path) -> Result<Vec<Built>
         .env_remove("CARGO_BUILD_TARGET")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
-    let output = cmd.output().map_err(|source| BuildError::Spawn { program: format!("{:?}", cmd.get_program()), source })?;
+    let output =
+        cmd.output().map_err(|source| BuildError::Spawn { program: format!("{:?}", cmd.get_program()), source })?;
     if !output.status.success() {
         return Err(BuildError::Cargo { manifest });
     }
@@ -136,7 +136,8 @@ pub fn build(dir: &Path, out_dir: &Path, target_dir: &Path) -> Result<Vec<Built>
     let mut built = Vec::new();
     for (name, module) in modules {
         let core = std::fs::read(&module).map_err(|source| BuildError::Write { path: module.clone(), source })?;
-        let component = componentize(&core).map_err(|reason| BuildError::Componentize { module: module.clone(), reason })?;
+        let component =
+            componentize(&core).map_err(|reason| BuildError::Componentize { module: module.clone(), reason })?;
         let path = out_dir.join(format!("{name}.wasm"));
         std::fs::write(&path, &component).map_err(|source| BuildError::Write { path: path.clone(), source })?;
         built.push(Built { name, path, size_bytes: component.len() });

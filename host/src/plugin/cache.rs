@@ -45,7 +45,12 @@ impl CompileCache {
     }
 
     /// The compiled component for `bytes`, from the cache when valid.
-    pub fn load_or_compile(&self, engine: &Engine, bytes: &[u8], plugin: &str) -> Result<(Component, CacheOutcome), Error> {
+    pub fn load_or_compile(
+        &self,
+        engine: &Engine,
+        bytes: &[u8],
+        plugin: &str,
+    ) -> Result<(Component, CacheOutcome), Error> {
         let path = self.artifact_path(&sha256_hex(bytes));
         let sidecar = path.with_extension("sha256");
         if let (Ok(artifact), Ok(expected)) = (std::fs::read(&path), std::fs::read_to_string(&sidecar)) {
@@ -61,10 +66,9 @@ impl CompileCache {
                 tracing::warn!("discarding corrupted cache entry {}", path.display());
             }
         }
-        let artifact = engine.precompile_component(bytes).map_err(|e| Error::Invalid {
-            plugin: plugin.to_string(),
-            reason: format!("{e:#}"),
-        })?;
+        let artifact = engine
+            .precompile_component(bytes)
+            .map_err(|e| Error::Invalid { plugin: plugin.to_string(), reason: format!("{e:#}") })?;
         // SAFETY: just produced by this engine.
         let component = unsafe { Component::deserialize(engine, &artifact) }
             .map_err(|e| Error::Runtime(format!("cannot load freshly compiled `{plugin}`: {e:#}")))?;

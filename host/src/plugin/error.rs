@@ -23,28 +23,22 @@ pub enum Error {
         "plugin `{plugin}` was built against {found}, but this host provides \
          switchyard:plugin@{host}: rebuild it against the host's wit/ folder"
     )]
-    IncompatibleVersion {
-        plugin: String,
-        found: String,
-        host: &'static str,
-    },
+    IncompatibleVersion { plugin: String, found: String, host: &'static str },
 
     #[error("plugin `{plugin}` does not implement world `{world}`: {reason}")]
-    IncompatibleWorld {
-        plugin: String,
-        world: &'static str,
-        reason: String,
-    },
+    IncompatibleWorld { plugin: String, world: &'static str, reason: String },
+
+    #[error(
+        "plugin `{plugin}` imports `{import}`, which this host does not provide: \
+         plugins get no WASI or other host functions"
+    )]
+    ForbiddenImport { plugin: String, import: String },
 
     #[error("plugin `{plugin}` exceeded its deadline of {deadline:?}")]
     DeadlineExceeded { plugin: String, deadline: Duration },
 
     #[error("plugin `{plugin}` exceeded its memory limit of {limit} bytes (tried to grow to {requested} bytes)")]
-    OutOfMemory {
-        plugin: String,
-        limit: usize,
-        requested: usize,
-    },
+    OutOfMemory { plugin: String, limit: usize, requested: usize },
 
     #[error("plugin `{plugin}` overflowed its stack (unbounded recursion?)")]
     StackOverflow { plugin: String },
@@ -53,11 +47,7 @@ pub enum Error {
     Trap { plugin: String, message: String },
 
     #[error("plugin `{plugin}` returned about {size} bytes, over its output limit of {limit} bytes")]
-    OversizeOutput {
-        plugin: String,
-        size: usize,
-        limit: usize,
-    },
+    OversizeOutput { plugin: String, size: usize, limit: usize },
 
     #[error("plugin `{plugin}` refused the call ({:?}): {}", .error.kind, .error.message)]
     Rejected { plugin: String, error: PluginError },
@@ -74,6 +64,7 @@ impl Error {
             Error::Invalid { .. } => "invalid",
             Error::IncompatibleVersion { .. } => "incompatible-version",
             Error::IncompatibleWorld { .. } => "incompatible-world",
+            Error::ForbiddenImport { .. } => "forbidden-import",
             Error::DeadlineExceeded { .. } => "deadline",
             Error::OutOfMemory { .. } => "out-of-memory",
             Error::StackOverflow { .. } => "stack-overflow",

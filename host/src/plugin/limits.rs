@@ -67,10 +67,16 @@ impl Limits {
     pub fn default_for(kind: Kind) -> Limits {
         const MIB: usize = 1 << 20;
         match kind {
-            Kind::Reward => Limits { deadline: Duration::from_millis(500), memory_bytes: 64 * MIB, output_bytes: 4 * MIB },
+            Kind::Reward => {
+                Limits { deadline: Duration::from_millis(500), memory_bytes: 64 * MIB, output_bytes: 4 * MIB }
+            }
             Kind::Cost => Limits { deadline: Duration::from_millis(20), memory_bytes: 16 * MIB, output_bytes: 64 },
-            Kind::Adapter => Limits { deadline: Duration::from_millis(200), memory_bytes: 64 * MIB, output_bytes: 8 * MIB },
-            Kind::Strategy => Limits { deadline: Duration::from_millis(100), memory_bytes: 32 * MIB, output_bytes: 64 * 1024 },
+            Kind::Adapter => {
+                Limits { deadline: Duration::from_millis(200), memory_bytes: 64 * MIB, output_bytes: 8 * MIB }
+            }
+            Kind::Strategy => {
+                Limits { deadline: Duration::from_millis(100), memory_bytes: 32 * MIB, output_bytes: 64 * 1024 }
+            }
         }
     }
 }

@@ -166,14 +166,7 @@ fn check_imports(name: &str, imports: &[String]) -> Result<String, Error> {
                 version = Some(found.to_string());
             }
             None => {
-                return Err(Error::IncompatibleWorld {
-                    plugin: name.to_string(),
-                    world: "any",
-                    reason: format!(
-                        "it imports `{import}`, which this host does not provide: \
-                         plugins get no WASI or other host functions"
-                    ),
-                });
+                return Err(Error::ForbiddenImport { plugin: name.to_string(), import: import.clone() });
             }
         }
     }

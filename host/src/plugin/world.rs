@@ -129,7 +129,25 @@ impl Warm<reward::Reward> {
 }
 
 impl Plugin<Cost> {
-    pub fn cost(&self, model: &ModelDescriptor, usage: Usage, latency_ms: u32, settings: &[Setting]) -> Result<f64, Error> {
+    pub fn cost(
+        &self,
+        model: &ModelDescriptor,
+        usage: Usage,
+        latency_ms: u32,
+        settings: &[Setting],
+    ) -> Result<f64, Error> {
+        self.call(|i, s| i.call_cost(s, model, usage, latency_ms, settings))
+    }
+}
+
+impl Warm<cost::Cost> {
+    pub fn cost(
+        &mut self,
+        model: &ModelDescriptor,
+        usage: Usage,
+        latency_ms: u32,
+        settings: &[Setting],
+    ) -> Result<f64, Error> {
         self.call(|i, s| i.call_cost(s, model, usage, latency_ms, settings))
     }
 }

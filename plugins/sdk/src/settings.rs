@@ -5,6 +5,7 @@ use alloc::string::String;
 
 /// Reads settings given as `(name, value)` pairs, rejecting unknown names
 /// so that a typo in configuration is an error, not a silent default.
+#[derive(Debug)]
 pub struct Settings<'a> {
     pairs: &'a [(&'a str, f64)],
 }

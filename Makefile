@@ -1,0 +1,25 @@
+# The README's two commands are `make run` and `make test`; both run the
+# idempotent setup first, so they work on a fresh clone.
+.PHONY: setup run test bench lint
+
+setup:
+	scripts/setup
+
+# The main job (until the server lands): the reference plugins end to end.
+run: setup
+	cargo run -q -p switchyard -- demo
+
+# Every test: the host and workspace tests against the built components,
+# and the plugins' own unit tests run natively.
+test: setup
+	cargo test --workspace
+	cargo test --manifest-path plugins/Cargo.toml --target-dir target/plugins-native
+
+bench: setup
+	cargo bench -p switchyard --bench plugin
+
+lint:
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets -- -D warnings
+	cargo fmt --manifest-path plugins/Cargo.toml --all --check
+	cargo clippy --manifest-path plugins/Cargo.toml --target-dir target/plugins-native --all-targets -- -D warnings
