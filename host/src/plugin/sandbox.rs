@@ -60,6 +60,9 @@ fn classify(info: &PluginInfo, limits: &Limits, state: &StoreState, err: wasmtim
     }
 }
 
+/// Makes a new instance of a plugin in a store.
+pub(crate) type Instantiate<I> = Box<dyn Fn(&mut Store<StoreState>) -> wasmtime::Result<I> + Send + Sync>;
+
 /// A plugin instance kept alive across calls, for hot loops (batch scoring,
 /// benchmarks). After any trap the instance is discarded and the next call
 /// instantiates a fresh one: a trapped store is never reused.
@@ -67,15 +70,11 @@ pub struct Warm<I> {
     runtime: Arc<Runtime>,
     info: Arc<PluginInfo>,
     slot: Option<(Store<StoreState>, I)>,
-    instantiate: Box<dyn Fn(&mut Store<StoreState>) -> wasmtime::Result<I> + Send + Sync>,
+    instantiate: Instantiate<I>,
 }
 
 impl<I> Warm<I> {
-    pub(crate) fn new(
-        runtime: Arc<Runtime>,
-        info: Arc<PluginInfo>,
-        instantiate: Box<dyn Fn(&mut Store<StoreState>) -> wasmtime::Result<I> + Send + Sync>,
-    ) -> Self {
+    pub(crate) fn new(runtime: Arc<Runtime>, info: Arc<PluginInfo>, instantiate: Instantiate<I>) -> Self {
         Warm { runtime, info, slot: None, instantiate }
     }
 
