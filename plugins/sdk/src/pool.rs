@@ -50,10 +50,7 @@ pub fn validate(pool: &[Candidate]) -> Result<(), String> {
         return Err(String::from("the candidate pool is empty"));
     }
     for c in pool {
-        for (what, v) in [
-            ("price-in-per-mtok", c.price_in),
-            ("price-out-per-mtok", c.price_out),
-        ] {
+        for (what, v) in [("price-in-per-mtok", c.price_in), ("price-out-per-mtok", c.price_out)] {
             if !(v.is_finite() && v >= 0.0) {
                 return Err(format!("model `{}` has an invalid {what}: {v}", c.name));
             }
@@ -75,9 +72,7 @@ pub fn cheapest_first(pool: &[Candidate]) -> Vec<usize> {
     // Stable sort: equal keys keep their pool position.
     order.sort_by(|&a, &b| {
         let (a, b) = (&pool[a], &pool[b]);
-        a.price()
-            .total_cmp(&b.price())
-            .then_with(|| a.name.cmp(b.name))
+        a.price().total_cmp(&b.price()).then_with(|| a.name.cmp(b.name))
     });
     order
 }
@@ -150,22 +145,12 @@ pub fn is_refusal(reply: &str) -> bool {
 
 /// The trimmed reply of the last call that succeeded with non-empty text.
 pub fn last_successful_reply<'a>(calls: &[Outcome<'a>]) -> Option<&'a str> {
-    calls
-        .iter()
-        .rev()
-        .filter(|c| !c.failed)
-        .map(|c| c.reply.trim())
-        .find(|r| !r.is_empty())
+    calls.iter().rev().filter(|c| !c.failed).map(|c| c.reply.trim()).find(|r| !r.is_empty())
 }
 
 /// The trimmed reply of the last successful call that is not a refusal.
 pub fn last_informative_reply<'a>(calls: &[Outcome<'a>]) -> Option<&'a str> {
-    calls
-        .iter()
-        .rev()
-        .filter(|c| !c.failed && !is_refusal(c.reply))
-        .map(|c| c.reply.trim())
-        .next()
+    calls.iter().rev().filter(|c| !c.failed && !is_refusal(c.reply)).map(|c| c.reply.trim()).next()
 }
 
 #[cfg(test)]
@@ -173,33 +158,16 @@ mod tests {
     use super::*;
 
     fn c(name: &str, price_in: f64, price_out: f64, size_b: Option<f64>) -> Candidate<'_> {
-        Candidate {
-            name,
-            price_in,
-            price_out,
-            size_b,
-        }
+        Candidate { name, price_in, price_out, size_b }
     }
 
     #[test]
     fn validate_rejects_empty_and_bad_numbers() {
         assert!(validate(&[]).unwrap_err().contains("empty"));
-        assert!(
-            validate(&[c("a", f64::NAN, 0.0, None)])
-                .unwrap_err()
-                .contains("price-in")
-        );
-        assert!(
-            validate(&[c("a", 0.0, -1.0, None)])
-                .unwrap_err()
-                .contains("price-out")
-        );
+        assert!(validate(&[c("a", f64::NAN, 0.0, None)]).unwrap_err().contains("price-in"));
+        assert!(validate(&[c("a", 0.0, -1.0, None)]).unwrap_err().contains("price-out"));
         assert!(validate(&[c("a", 0.0, f64::INFINITY, None)]).is_err());
-        assert!(
-            validate(&[c("a", 0.0, 0.0, Some(f64::NAN))])
-                .unwrap_err()
-                .contains("size-b")
-        );
+        assert!(validate(&[c("a", 0.0, 0.0, Some(f64::NAN))]).unwrap_err().contains("size-b"));
         assert!(validate(&[c("a", 0.0, 0.0, Some(-3.0))]).is_err());
         assert!(validate(&[c("a", 0.0, 0.0, Some(7.0)), c("b", 1.0, 2.0, None)]).is_ok());
     }
@@ -224,33 +192,17 @@ mod tests {
 
     #[test]
     fn largest_prefers_size_then_price_out_then_name() {
-        let pool = [
-            c("small", 0.1, 0.2, Some(8.0)),
-            c("huge", 1.0, 2.0, Some(405.0)),
-            c("mystery", 9.0, 30.0, None),
-        ];
-        assert_eq!(
-            largest(&pool),
-            Some(1),
-            "a known size beats an unknown one however pricey"
-        );
+        let pool = [c("small", 0.1, 0.2, Some(8.0)), c("huge", 1.0, 2.0, Some(405.0)), c("mystery", 9.0, 30.0, None)];
+        assert_eq!(largest(&pool), Some(1), "a known size beats an unknown one however pricey");
 
-        let tie = [
-            c("b", 0.0, 1.0, Some(70.0)),
-            c("a", 0.0, 1.0, Some(70.0)),
-            c("c", 0.0, 3.0, Some(70.0)),
-        ];
+        let tie = [c("b", 0.0, 1.0, Some(70.0)), c("a", 0.0, 1.0, Some(70.0)), c("c", 0.0, 3.0, Some(70.0))];
         assert_eq!(largest(&tie), Some(2), "equal sizes: higher output price");
 
         let names = [c("b", 0.0, 1.0, Some(70.0)), c("a", 0.0, 1.0, Some(70.0))];
         assert_eq!(largest(&names), Some(1), "then alphabetically first name");
 
         let unknown = [c("x", 0.0, 2.0, None), c("y", 0.0, 10.0, None)];
-        assert_eq!(
-            largest(&unknown),
-            Some(1),
-            "all unknown: higher output price"
-        );
+        assert_eq!(largest(&unknown), Some(1), "all unknown: higher output price");
 
         assert_eq!(largest(&[]), None);
         let dup = [c("x", 1.0, 1.0, None), c("x", 1.0, 1.0, None)];
@@ -291,22 +243,10 @@ mod tests {
     #[test]
     fn final_reply_helpers_skip_failures_empties_and_refusals() {
         let calls = [
-            Outcome {
-                reply: "  Paris \n",
-                failed: false,
-            },
-            Outcome {
-                reply: "I don't know",
-                failed: false,
-            },
-            Outcome {
-                reply: "",
-                failed: true,
-            },
-            Outcome {
-                reply: "   ",
-                failed: false,
-            },
+            Outcome { reply: "  Paris \n", failed: false },
+            Outcome { reply: "I don't know", failed: false },
+            Outcome { reply: "", failed: true },
+            Outcome { reply: "   ", failed: false },
         ];
         assert_eq!(last_successful_reply(&calls), Some("I don't know"));
         assert_eq!(last_informative_reply(&calls), Some("Paris"));

@@ -46,39 +46,27 @@ pub const DEFAULT_MAX_TOKENS: u32 = 1024;
 const QUOTE_CHARS: usize = 300;
 
 fn upstream(message: String) -> PluginError {
-    PluginError {
-        kind: ErrorKind::Upstream,
-        message,
-    }
+    PluginError { kind: ErrorKind::Upstream, message }
 }
 
 fn invalid(message: String) -> PluginError {
-    PluginError {
-        kind: ErrorKind::InvalidInput,
-        message,
-    }
+    PluginError { kind: ErrorKind::InvalidInput, message }
 }
 
 /// `{base-url}/{path}`, after checking the base URL is a plain http(s) URL.
 pub fn endpoint(base_url: &str, path: &str) -> Result<String, PluginError> {
     let base = base_url.trim().trim_end_matches('/');
     let lower = base.to_ascii_lowercase();
-    let rest = lower
-        .strip_prefix("https://")
-        .or_else(|| lower.strip_prefix("http://"));
+    let rest = lower.strip_prefix("https://").or_else(|| lower.strip_prefix("http://"));
     let Some(rest) = rest else {
-        return Err(invalid(format!(
-            "base-url must be an http(s) URL, got `{base_url}`"
-        )));
+        return Err(invalid(format!("base-url must be an http(s) URL, got `{base_url}`")));
     };
     if rest.is_empty() || rest.starts_with('/') {
         return Err(invalid(format!("base-url has no host: `{base_url}`")));
     }
     // A query or fragment would end up before the path we append.
     if rest.contains(['?', '#']) || rest.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(invalid(format!(
-            "base-url must not contain a query, fragment or whitespace: `{base_url}`"
-        )));
+        return Err(invalid(format!("base-url must not contain a query, fragment or whitespace: `{base_url}`")));
     }
     Ok(format!("{base}/{path}"))
 }
@@ -96,16 +84,12 @@ pub fn request_body(request: &ChatRequest) -> Result<Value, PluginError> {
             // Consecutive turns of one role are fine: the API merges them.
             "user" | "assistant" => messages.push(json!({ "role": m.role, "content": m.content })),
             other => {
-                return Err(invalid(format!(
-                    "Anthropic has no `{other}` role (use system, user or assistant)"
-                )));
+                return Err(invalid(format!("Anthropic has no `{other}` role (use system, user or assistant)")));
             }
         }
     }
     if messages.is_empty() {
-        return Err(invalid(
-            "a chat request needs at least one user or assistant message".into(),
-        ));
+        return Err(invalid("a chat request needs at least one user or assistant message".into()));
     }
     let mut body = Map::new();
     body.insert("model".into(), request.model.clone().into());
@@ -113,14 +97,8 @@ pub fn request_body(request: &ChatRequest) -> Result<Value, PluginError> {
         body.insert("system".into(), system.join("\n\n").into());
     }
     body.insert("messages".into(), messages.into());
-    body.insert(
-        "max_tokens".into(),
-        request.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS).into(),
-    );
-    for (key, value) in [
-        ("temperature", request.temperature),
-        ("top_p", request.top_p),
-    ] {
+    body.insert("max_tokens".into(), request.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS).into());
+    for (key, value) in [("temperature", request.temperature), ("top_p", request.top_p)] {
         if let Some(v) = value {
             // JSON has no NaN/inf; serde_json would silently write null.
             if !v.is_finite() {
@@ -139,13 +117,9 @@ pub fn request_body(request: &ChatRequest) -> Result<Value, PluginError> {
 /// The whole HTTP request for `request` against `base_url`.
 pub fn build(request: &ChatRequest, base_url: &str) -> Result<HttpRequest, PluginError> {
     let url = endpoint(base_url, "messages")?;
-    let body = serde_json::to_vec(&request_body(request)?)
-        .map_err(|e| invalid(format!("cannot encode request: {e}")))?;
-    let accept = if request.streaming {
-        "text/event-stream"
-    } else {
-        "application/json"
-    };
+    let body =
+        serde_json::to_vec(&request_body(request)?).map_err(|e| invalid(format!("cannot encode request: {e}")))?;
+    let accept = if request.streaming { "text/event-stream" } else { "application/json" };
     Ok(HttpRequest {
         method: "POST".into(),
         url,
@@ -210,11 +184,7 @@ fn http_error(status: u16, body: &[u8]) -> String {
 /// A token count, saturating at `u32::MAX`; `None` unless a non-negative number.
 fn count(v: Option<&Value>) -> Option<u32> {
     let v = v?;
-    let n = v.as_u64().or_else(|| {
-        v.as_f64()
-            .filter(|f| f.is_finite() && *f >= 0.0)
-            .map(|f| f as u64)
-    })?;
+    let n = v.as_u64().or_else(|| v.as_f64().filter(|f| f.is_finite() && *f >= 0.0).map(|f| f as u64))?;
     Some(u32::try_from(n).unwrap_or(u32::MAX))
 }
 
@@ -227,10 +197,7 @@ pub fn usage(v: Option<&Value>) -> Option<Usage> {
     if input.is_none() && output.is_none() {
         return None;
     }
-    Some(Usage {
-        input_tokens: input.unwrap_or(0),
-        output_tokens: output.unwrap_or(0),
-    })
+    Some(Usage { input_tokens: input.unwrap_or(0), output_tokens: output.unwrap_or(0) })
 }
 
 /// Anthropic's stop reason in the OpenAI vocabulary the host speaks.
@@ -248,10 +215,7 @@ pub fn parse(response: &HttpResponse) -> Result<Completion, PluginError> {
         return Err(upstream(http_error(response.status, &response.body)));
     }
     let reply: Value = serde_json::from_slice(&response.body).map_err(|e| {
-        upstream(format!(
-            "reply is not valid JSON ({e}): {}",
-            quote(&String::from_utf8_lossy(&response.body))
-        ))
+        upstream(format!("reply is not valid JSON ({e}): {}", quote(&String::from_utf8_lossy(&response.body))))
     })?;
     let Some(content) = reply.get("content").and_then(Value::as_array) else {
         return Err(upstream(match provider_error(&reply) {
@@ -267,20 +231,13 @@ pub fn parse(response: &HttpResponse) -> Result<Completion, PluginError> {
     Ok(Completion {
         text,
         usage: usage(reply.get("usage")),
-        finish_reason: reply
-            .get("stop_reason")
-            .and_then(Value::as_str)
-            .map(finish_reason),
+        finish_reason: reply.get("stop_reason").and_then(Value::as_str).map(finish_reason),
         model: reply.get("model").and_then(Value::as_str).map(Into::into),
     })
 }
 
 fn delta(text: &str, usage: Option<Usage>, finish_reason: Option<String>) -> StreamEvent {
-    StreamEvent::Delta(StreamDelta {
-        text: text.into(),
-        usage,
-        finish_reason,
-    })
+    StreamEvent::Delta(StreamDelta { text: text.into(), usage, finish_reason })
 }
 
 /// The meaning of one server-sent event of a streaming reply.
@@ -295,87 +252,43 @@ pub fn parse_event(event: &str, data: &str) -> Result<StreamEvent, PluginError> 
     }
     let chunk: Value = serde_json::from_str(data).map_err(|e| {
         let name = if event.is_empty() { "stream" } else { event };
-        upstream(format!(
-            "{name} event data is not valid JSON ({e}): {}",
-            quote(data)
-        ))
+        upstream(format!("{name} event data is not valid JSON ({e}): {}", quote(data)))
     })?;
-    let kind = if event.is_empty() {
-        chunk.get("type").and_then(Value::as_str).unwrap_or("")
-    } else {
-        event
-    };
+    let kind = if event.is_empty() { chunk.get("type").and_then(Value::as_str).unwrap_or("") } else { event };
     match kind {
         "message_start" => {
-            let input =
-                usage(chunk.get("message").and_then(|m| m.get("usage"))).map(|u| u.input_tokens);
+            let input = usage(chunk.get("message").and_then(|m| m.get("usage"))).map(|u| u.input_tokens);
             // Output tokens arrive, cumulatively, in `message_delta`.
             Ok(match input {
-                Some(n) => delta(
-                    "",
-                    Some(Usage {
-                        input_tokens: n,
-                        output_tokens: 0,
-                    }),
-                    None,
-                ),
+                Some(n) => delta("", Some(Usage { input_tokens: n, output_tokens: 0 }), None),
                 None => StreamEvent::Ignore,
             })
         }
         "content_block_delta" => {
             let d = chunk.get("delta");
-            let text = d
-                .and_then(|d| d.get("text"))
-                .and_then(Value::as_str)
-                .unwrap_or("");
+            let text = d.and_then(|d| d.get("text")).and_then(Value::as_str).unwrap_or("");
             // thinking_delta, input_json_delta, signature_delta, ... are not reply text.
-            let is_text =
-                d.and_then(|d| d.get("type")).and_then(Value::as_str) == Some("text_delta");
-            Ok(if is_text && !text.is_empty() {
-                delta(text, None, None)
-            } else {
-                StreamEvent::Ignore
-            })
+            let is_text = d.and_then(|d| d.get("type")).and_then(Value::as_str) == Some("text_delta");
+            Ok(if is_text && !text.is_empty() { delta(text, None, None) } else { StreamEvent::Ignore })
         }
         "content_block_start" => {
             // In practice a text block starts empty; keep any text it carries.
             let block = chunk.get("content_block");
             let is_text = block.and_then(|b| b.get("type")).and_then(Value::as_str) == Some("text");
-            let text = block
-                .and_then(|b| b.get("text"))
-                .and_then(Value::as_str)
-                .unwrap_or("");
-            Ok(if is_text && !text.is_empty() {
-                delta(text, None, None)
-            } else {
-                StreamEvent::Ignore
-            })
+            let text = block.and_then(|b| b.get("text")).and_then(Value::as_str).unwrap_or("");
+            Ok(if is_text && !text.is_empty() { delta(text, None, None) } else { StreamEvent::Ignore })
         }
         "message_delta" => {
             let output = usage(chunk.get("usage")).map(|u| u.output_tokens);
-            let stop = chunk
-                .get("delta")
-                .and_then(|d| d.get("stop_reason"))
-                .and_then(Value::as_str)
-                .map(finish_reason);
+            let stop = chunk.get("delta").and_then(|d| d.get("stop_reason")).and_then(Value::as_str).map(finish_reason);
             Ok(if output.is_none() && stop.is_none() {
                 StreamEvent::Ignore
             } else {
-                delta(
-                    "",
-                    output.map(|n| Usage {
-                        input_tokens: 0,
-                        output_tokens: n,
-                    }),
-                    stop,
-                )
+                delta("", output.map(|n| Usage { input_tokens: 0, output_tokens: n }), stop)
             })
         }
         "message_stop" => Ok(StreamEvent::Done),
-        "error" => Err(upstream(format!(
-            "stream error: {}",
-            provider_error(&chunk).unwrap_or_else(|| quote(data))
-        ))),
+        "error" => Err(upstream(format!("stream error: {}", provider_error(&chunk).unwrap_or_else(|| quote(data))))),
         _ => Ok(StreamEvent::Ignore),
     }
 }
@@ -408,10 +321,7 @@ mod tests {
     use switchyard::plugin::types::ChatMessage;
 
     fn msg(role: &str, content: &str) -> ChatMessage {
-        ChatMessage {
-            role: role.into(),
-            content: content.into(),
-        }
+        ChatMessage { role: role.into(), content: content.into() }
     }
 
     fn request(streaming: bool) -> ChatRequest {
@@ -447,18 +357,11 @@ mod tests {
     }
 
     fn header<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {
-        req.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+        req.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
     }
 
     fn response(status: u16, body: &str) -> HttpResponse {
-        HttpResponse {
-            status,
-            headers: vec![],
-            body: body.as_bytes().to_vec(),
-        }
+        HttpResponse { status, headers: vec![], body: body.as_bytes().to_vec() }
     }
 
     fn delta_of(e: StreamEvent) -> StreamDelta {
@@ -534,46 +437,21 @@ mod tests {
 
     #[test]
     fn rejects_bad_base_urls_and_requests() {
-        for base in [
-            "",
-            "api.anthropic.com",
-            "ws://x",
-            "https://",
-            "https://x/v1#frag",
-            "https://x\n/v1",
-        ] {
-            assert_eq!(
-                build(&minimal(), base).unwrap_err().kind,
-                ErrorKind::InvalidInput,
-                "{base:?}"
-            );
+        for base in ["", "api.anthropic.com", "ws://x", "https://", "https://x/v1#frag", "https://x\n/v1"] {
+            assert_eq!(build(&minimal(), base).unwrap_err().kind, ErrorKind::InvalidInput, "{base:?}");
         }
         let mut r = minimal();
         r.messages = vec![msg("system", "only a system prompt")];
-        assert_eq!(
-            build(&r, "https://x").unwrap_err().kind,
-            ErrorKind::InvalidInput
-        );
+        assert_eq!(build(&r, "https://x").unwrap_err().kind, ErrorKind::InvalidInput);
         let mut r = minimal();
         r.messages.push(msg("tool", "{}"));
-        assert!(
-            build(&r, "https://x")
-                .unwrap_err()
-                .message
-                .contains("`tool`")
-        );
+        assert!(build(&r, "https://x").unwrap_err().message.contains("`tool`"));
         let mut r = minimal();
         r.top_p = Some(f64::INFINITY);
-        assert_eq!(
-            build(&r, "https://x").unwrap_err().kind,
-            ErrorKind::InvalidInput
-        );
+        assert_eq!(build(&r, "https://x").unwrap_err().kind, ErrorKind::InvalidInput);
         let mut r = minimal();
         r.model.clear();
-        assert_eq!(
-            build(&r, "https://x").unwrap_err().kind,
-            ErrorKind::InvalidInput
-        );
+        assert_eq!(build(&r, "https://x").unwrap_err().kind, ErrorKind::InvalidInput);
     }
 
     #[test]
@@ -620,30 +498,14 @@ mod tests {
 
     #[test]
     fn bad_success_bodies_are_upstream_errors() {
-        for body in [
-            "",
-            "{",
-            r#"{"id":"msg"}"#,
-            r#"{"content":"text"}"#,
-            r#"{"content":[{"type":"text","text":"Fra"#,
-            "null",
-        ] {
-            assert_eq!(
-                parse(&response(200, body)).unwrap_err().kind,
-                ErrorKind::Upstream,
-                "{body:?}"
-            );
+        for body in
+            ["", "{", r#"{"id":"msg"}"#, r#"{"content":"text"}"#, r#"{"content":[{"type":"text","text":"Fra"#, "null"]
+        {
+            assert_eq!(parse(&response(200, body)).unwrap_err().kind, ErrorKind::Upstream, "{body:?}");
         }
-        let err = parse(&response(
-            200,
-            r#"{"type":"error","error":{"type":"api_error","message":"Internal"}}"#,
-        ))
-        .unwrap_err();
-        assert!(
-            err.message.contains("Internal (api_error)"),
-            "{}",
-            err.message
-        );
+        let err =
+            parse(&response(200, r#"{"type":"error","error":{"type":"api_error","message":"Internal"}}"#)).unwrap_err();
+        assert!(err.message.contains("Internal (api_error)"), "{}", err.message);
     }
 
     #[test]
@@ -657,44 +519,19 @@ mod tests {
             err.message
         );
 
-        let bad_model =
-            r#"{"type":"error","error":{"type":"not_found_error","message":"model: claude-9"}}"#;
-        assert!(
-            parse(&response(404, bad_model))
-                .unwrap_err()
-                .message
-                .contains("model: claude-9")
-        );
+        let bad_model = r#"{"type":"error","error":{"type":"not_found_error","message":"model: claude-9"}}"#;
+        assert!(parse(&response(404, bad_model)).unwrap_err().message.contains("model: claude-9"));
 
         let err = parse(&response(502, "<html><body>Bad gateway</body></html>\n")).unwrap_err();
-        assert!(
-            err.message.contains("502") && err.message.contains("Bad gateway"),
-            "{}",
-            err.message
-        );
+        assert!(err.message.contains("502") && err.message.contains("Bad gateway"), "{}", err.message);
 
-        let err = parse(&response(
-            400,
-            r#"{"type":"error","error":{"type":"invalid_request_error","message":"max_tok"#,
-        ))
-        .unwrap_err();
-        assert!(
-            err.message.contains("400") && err.message.contains("invalid_request_error"),
-            "{}",
-            err.message
-        );
+        let err =
+            parse(&response(400, r#"{"type":"error","error":{"type":"invalid_request_error","message":"max_tok"#))
+                .unwrap_err();
+        assert!(err.message.contains("400") && err.message.contains("invalid_request_error"), "{}", err.message);
 
-        assert!(
-            parse(&response(500, ""))
-                .unwrap_err()
-                .message
-                .contains("empty body")
-        );
-        let binary = HttpResponse {
-            status: 401,
-            headers: vec![],
-            body: vec![0x80, 0x00, 0xff],
-        };
+        assert!(parse(&response(500, "")).unwrap_err().message.contains("empty body"));
+        let binary = HttpResponse { status: 401, headers: vec![], body: vec![0x80, 0x00, 0xff] };
         assert!(parse(&binary).unwrap_err().message.contains("401"));
     }
 
@@ -703,26 +540,15 @@ mod tests {
         let start = r#"{"type":"message_start","message":{"id":"msg_1","type":"message","role":"assistant","content":[],"model":"claude-3-5-haiku-20241022","stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":25,"output_tokens":1}}}"#;
         let d = delta_of(parse_event("message_start", start).unwrap());
         let u = d.usage.unwrap();
-        assert_eq!(
-            (d.text.as_str(), u.input_tokens, u.output_tokens),
-            ("", 25, 0)
-        );
+        assert_eq!((d.text.as_str(), u.input_tokens, u.output_tokens), ("", 25, 0));
 
         let text = r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hello"}}"#;
-        assert_eq!(
-            delta_of(parse_event("content_block_delta", text).unwrap()).text,
-            "Hello"
-        );
+        assert_eq!(delta_of(parse_event("content_block_delta", text).unwrap()).text, "Hello");
         let thinking = r#"{"type":"content_block_delta","index":0,"delta":{"type":"thinking_delta","thinking":"hmm"}}"#;
-        assert!(matches!(
-            parse_event("content_block_delta", thinking).unwrap(),
-            StreamEvent::Ignore
-        ));
-        let json_delta = r#"{"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":"{\"a\""}}"#;
-        assert!(matches!(
-            parse_event("content_block_delta", json_delta).unwrap(),
-            StreamEvent::Ignore
-        ));
+        assert!(matches!(parse_event("content_block_delta", thinking).unwrap(), StreamEvent::Ignore));
+        let json_delta =
+            r#"{"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":"{\"a\""}}"#;
+        assert!(matches!(parse_event("content_block_delta", json_delta).unwrap(), StreamEvent::Ignore));
 
         let md = r#"{"type":"message_delta","delta":{"stop_reason":"max_tokens","stop_sequence":null},"usage":{"output_tokens":15}}"#;
         let d = delta_of(parse_event("message_delta", md).unwrap());
@@ -730,26 +556,12 @@ mod tests {
         assert_eq!((u.input_tokens, u.output_tokens), (0, 15));
         assert_eq!(d.finish_reason.as_deref(), Some("length"));
 
+        assert!(matches!(parse_event("message_stop", r#"{"type":"message_stop"}"#).unwrap(), StreamEvent::Done));
+        assert!(matches!(parse_event("ping", r#"{"type": "ping"}"#).unwrap(), StreamEvent::Ignore));
+        let cbs = r#"{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}"#;
+        assert!(matches!(parse_event("content_block_start", cbs).unwrap(), StreamEvent::Ignore));
         assert!(matches!(
-            parse_event("message_stop", r#"{"type":"message_stop"}"#).unwrap(),
-            StreamEvent::Done
-        ));
-        assert!(matches!(
-            parse_event("ping", r#"{"type": "ping"}"#).unwrap(),
-            StreamEvent::Ignore
-        ));
-        let cbs =
-            r#"{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}"#;
-        assert!(matches!(
-            parse_event("content_block_start", cbs).unwrap(),
-            StreamEvent::Ignore
-        ));
-        assert!(matches!(
-            parse_event(
-                "content_block_stop",
-                r#"{"type":"content_block_stop","index":0}"#
-            )
-            .unwrap(),
+            parse_event("content_block_stop", r#"{"type":"content_block_stop","index":0}"#).unwrap(),
             StreamEvent::Ignore
         ));
         assert!(matches!(
@@ -766,59 +578,30 @@ mod tests {
 
     #[test]
     fn falls_back_to_json_type_without_event_name() {
-        let text =
-            r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hi"}}"#;
+        let text = r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hi"}}"#;
         assert_eq!(delta_of(parse_event("", text).unwrap()).text, "Hi");
-        assert!(matches!(
-            parse_event("", r#"{"type":"message_stop"}"#).unwrap(),
-            StreamEvent::Done
-        ));
-        assert!(matches!(
-            parse_event("", r#"{"type":"ping"}"#).unwrap(),
-            StreamEvent::Ignore
-        ));
-        assert!(matches!(
-            parse_event("", r#"{"no":"type"}"#).unwrap(),
-            StreamEvent::Ignore
-        ));
-        let err = parse_event(
-            "",
-            r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#,
-        )
-        .unwrap_err();
+        assert!(matches!(parse_event("", r#"{"type":"message_stop"}"#).unwrap(), StreamEvent::Done));
+        assert!(matches!(parse_event("", r#"{"type":"ping"}"#).unwrap(), StreamEvent::Ignore));
+        assert!(matches!(parse_event("", r#"{"no":"type"}"#).unwrap(), StreamEvent::Ignore));
+        let err = parse_event("", r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#)
+            .unwrap_err();
         assert!(err.message.contains("Overloaded"));
     }
 
     #[test]
     fn stream_errors() {
-        let err = parse_event(
-            "error",
-            r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#,
-        )
-        .unwrap_err();
+        let err =
+            parse_event("error", r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#)
+                .unwrap_err();
         assert_eq!(err.kind, ErrorKind::Upstream);
-        assert!(
-            err.message.contains("Overloaded (overloaded_error)"),
-            "{}",
-            err.message
-        );
-        assert_eq!(
-            parse_event("error", "oops").unwrap_err().kind,
-            ErrorKind::Upstream
-        );
+        assert!(err.message.contains("Overloaded (overloaded_error)"), "{}", err.message);
+        assert_eq!(parse_event("error", "oops").unwrap_err().kind, ErrorKind::Upstream);
         for (event, data) in [
-            (
-                "content_block_delta",
-                r#"{"type":"content_block_delta","delta":{"type":"text_del"#,
-            ),
+            ("content_block_delta", r#"{"type":"content_block_delta","delta":{"type":"text_del"#),
             ("message_delta", ""),
             ("", "{"),
         ] {
-            assert_eq!(
-                parse_event(event, data).unwrap_err().kind,
-                ErrorKind::Upstream,
-                "{event} {data:?}"
-            );
+            assert_eq!(parse_event(event, data).unwrap_err().kind, ErrorKind::Upstream, "{event} {data:?}");
         }
     }
 

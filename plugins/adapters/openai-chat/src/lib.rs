@@ -36,39 +36,27 @@ use switchyard::plugin::types::{ErrorKind, StreamDelta, Usage};
 const QUOTE_CHARS: usize = 300;
 
 fn upstream(message: String) -> PluginError {
-    PluginError {
-        kind: ErrorKind::Upstream,
-        message,
-    }
+    PluginError { kind: ErrorKind::Upstream, message }
 }
 
 fn invalid(message: String) -> PluginError {
-    PluginError {
-        kind: ErrorKind::InvalidInput,
-        message,
-    }
+    PluginError { kind: ErrorKind::InvalidInput, message }
 }
 
 /// `{base-url}/{path}`, after checking the base URL is a plain http(s) URL.
 pub fn endpoint(base_url: &str, path: &str) -> Result<String, PluginError> {
     let base = base_url.trim().trim_end_matches('/');
     let lower = base.to_ascii_lowercase();
-    let rest = lower
-        .strip_prefix("https://")
-        .or_else(|| lower.strip_prefix("http://"));
+    let rest = lower.strip_prefix("https://").or_else(|| lower.strip_prefix("http://"));
     let Some(rest) = rest else {
-        return Err(invalid(format!(
-            "base-url must be an http(s) URL, got `{base_url}`"
-        )));
+        return Err(invalid(format!("base-url must be an http(s) URL, got `{base_url}`")));
     };
     if rest.is_empty() || rest.starts_with('/') {
         return Err(invalid(format!("base-url has no host: `{base_url}`")));
     }
     // A query or fragment would end up before the path we append.
     if rest.contains(['?', '#']) || rest.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(invalid(format!(
-            "base-url must not contain a query, fragment or whitespace: `{base_url}`"
-        )));
+        return Err(invalid(format!("base-url must not contain a query, fragment or whitespace: `{base_url}`")));
     }
     Ok(format!("{base}/{path}"))
 }
@@ -81,21 +69,15 @@ pub fn request_body(request: &ChatRequest) -> Result<Value, PluginError> {
     if request.messages.is_empty() {
         return Err(invalid("a chat request needs at least one message".into()));
     }
-    let messages: Vec<Value> = request
-        .messages
-        .iter()
-        .map(|m| json!({ "role": m.role, "content": m.content }))
-        .collect();
+    let messages: Vec<Value> =
+        request.messages.iter().map(|m| json!({ "role": m.role, "content": m.content })).collect();
     let mut body = Map::new();
     body.insert("model".into(), request.model.clone().into());
     body.insert("messages".into(), messages.into());
     if let Some(n) = request.max_tokens {
         body.insert("max_tokens".into(), n.into());
     }
-    for (key, value) in [
-        ("temperature", request.temperature),
-        ("top_p", request.top_p),
-    ] {
+    for (key, value) in [("temperature", request.temperature), ("top_p", request.top_p)] {
         if let Some(v) = value {
             // JSON has no NaN/inf; serde_json would silently write null.
             if !v.is_finite() {
@@ -118,20 +100,13 @@ pub fn request_body(request: &ChatRequest) -> Result<Value, PluginError> {
 /// The whole HTTP request for `request` against `base_url`.
 pub fn build(request: &ChatRequest, base_url: &str) -> Result<HttpRequest, PluginError> {
     let url = endpoint(base_url, "chat/completions")?;
-    let body = serde_json::to_vec(&request_body(request)?)
-        .map_err(|e| invalid(format!("cannot encode request: {e}")))?;
-    let accept = if request.streaming {
-        "text/event-stream"
-    } else {
-        "application/json"
-    };
+    let body =
+        serde_json::to_vec(&request_body(request)?).map_err(|e| invalid(format!("cannot encode request: {e}")))?;
+    let accept = if request.streaming { "text/event-stream" } else { "application/json" };
     Ok(HttpRequest {
         method: "POST".into(),
         url,
-        headers: vec![
-            ("content-type".into(), "application/json".into()),
-            ("accept".into(), accept.into()),
-        ],
+        headers: vec![("content-type".into(), "application/json".into()), ("accept".into(), accept.into())],
         body,
     })
 }
@@ -185,11 +160,7 @@ fn http_error(status: u16, body: &[u8]) -> String {
 /// A token count, saturating at `u32::MAX`; `None` unless a non-negative number.
 fn count(v: Option<&Value>) -> Option<u32> {
     let v = v?;
-    let n = v.as_u64().or_else(|| {
-        v.as_f64()
-            .filter(|f| f.is_finite() && *f >= 0.0)
-            .map(|f| f as u64)
-    })?;
+    let n = v.as_u64().or_else(|| v.as_f64().filter(|f| f.is_finite() && *f >= 0.0).map(|f| f as u64))?;
     Some(u32::try_from(n).unwrap_or(u32::MAX))
 }
 
@@ -197,17 +168,11 @@ fn count(v: Option<&Value>) -> Option<u32> {
 /// carrying neither count (a missing count reads as 0).
 pub fn usage(v: Option<&Value>) -> Option<Usage> {
     let v = v?;
-    let (input, output) = (
-        count(v.get("prompt_tokens")),
-        count(v.get("completion_tokens")),
-    );
+    let (input, output) = (count(v.get("prompt_tokens")), count(v.get("completion_tokens")));
     if input.is_none() && output.is_none() {
         return None;
     }
-    Some(Usage {
-        input_tokens: input.unwrap_or(0),
-        output_tokens: output.unwrap_or(0),
-    })
+    Some(Usage { input_tokens: input.unwrap_or(0), output_tokens: output.unwrap_or(0) })
 }
 
 /// Message content: a string, null/absent (""), or an array of content
@@ -216,14 +181,8 @@ fn content_text(content: Option<&Value>) -> Result<String, PluginError> {
     match content {
         None | Some(Value::Null) => Ok(String::new()),
         Some(Value::String(s)) => Ok(s.clone()),
-        Some(Value::Array(parts)) => Ok(parts
-            .iter()
-            .filter_map(|p| p.get("text").and_then(Value::as_str))
-            .collect()),
-        Some(other) => Err(upstream(format!(
-            "message content has an unexpected shape: {}",
-            quote(&other.to_string())
-        ))),
+        Some(Value::Array(parts)) => Ok(parts.iter().filter_map(|p| p.get("text").and_then(Value::as_str)).collect()),
+        Some(other) => Err(upstream(format!("message content has an unexpected shape: {}", quote(&other.to_string())))),
     }
 }
 
@@ -233,16 +192,9 @@ pub fn parse(response: &HttpResponse) -> Result<Completion, PluginError> {
         return Err(upstream(http_error(response.status, &response.body)));
     }
     let reply: Value = serde_json::from_slice(&response.body).map_err(|e| {
-        upstream(format!(
-            "reply is not valid JSON ({e}): {}",
-            quote(&String::from_utf8_lossy(&response.body))
-        ))
+        upstream(format!("reply is not valid JSON ({e}): {}", quote(&String::from_utf8_lossy(&response.body))))
     })?;
-    let Some(choice) = reply
-        .get("choices")
-        .and_then(Value::as_array)
-        .and_then(|c| c.first())
-    else {
+    let Some(choice) = reply.get("choices").and_then(Value::as_array).and_then(|c| c.first()) else {
         // Some gateways (OpenRouter) report errors with a 200 status.
         return Err(upstream(match provider_error(&reply) {
             Some(message) => format!("provider error: {message}"),
@@ -252,10 +204,7 @@ pub fn parse(response: &HttpResponse) -> Result<Completion, PluginError> {
     Ok(Completion {
         text: content_text(choice.get("message").and_then(|m| m.get("content")))?,
         usage: usage(reply.get("usage")),
-        finish_reason: choice
-            .get("finish_reason")
-            .and_then(Value::as_str)
-            .map(Into::into),
+        finish_reason: choice.get("finish_reason").and_then(Value::as_str).map(Into::into),
         model: reply.get("model").and_then(Value::as_str).map(Into::into),
     })
 }
@@ -273,37 +222,20 @@ pub fn parse_event(event: &str, data: &str) -> Result<StreamEvent, PluginError> 
             Ok(StreamEvent::Ignore)
         };
     }
-    let chunk: Value = serde_json::from_str(data).map_err(|e| {
-        upstream(format!(
-            "stream chunk is not valid JSON ({e}): {}",
-            quote(data)
-        ))
-    })?;
+    let chunk: Value = serde_json::from_str(data)
+        .map_err(|e| upstream(format!("stream chunk is not valid JSON ({e}): {}", quote(data))))?;
     if event == "error" || chunk.get("error").is_some_and(|e| !e.is_null()) {
         let message = provider_error(&chunk).unwrap_or_else(|| quote(data));
         return Err(upstream(format!("stream error: {message}")));
     }
-    let choice = chunk
-        .get("choices")
-        .and_then(Value::as_array)
-        .and_then(|c| c.first());
-    let text = choice
-        .and_then(|c| c.get("delta"))
-        .and_then(|d| d.get("content"))
-        .and_then(Value::as_str)
-        .unwrap_or("");
-    let finish_reason = choice
-        .and_then(|c| c.get("finish_reason"))
-        .and_then(Value::as_str);
+    let choice = chunk.get("choices").and_then(Value::as_array).and_then(|c| c.first());
+    let text = choice.and_then(|c| c.get("delta")).and_then(|d| d.get("content")).and_then(Value::as_str).unwrap_or("");
+    let finish_reason = choice.and_then(|c| c.get("finish_reason")).and_then(Value::as_str);
     let usage = usage(chunk.get("usage"));
     if text.is_empty() && finish_reason.is_none() && usage.is_none() {
         return Ok(StreamEvent::Ignore);
     }
-    Ok(StreamEvent::Delta(StreamDelta {
-        text: text.into(),
-        usage,
-        finish_reason: finish_reason.map(Into::into),
-    }))
+    Ok(StreamEvent::Delta(StreamDelta { text: text.into(), usage, finish_reason: finish_reason.map(Into::into) }))
 }
 
 struct OpenAiChat;
@@ -334,10 +266,7 @@ mod tests {
     use switchyard::plugin::types::ChatMessage;
 
     fn msg(role: &str, content: &str) -> ChatMessage {
-        ChatMessage {
-            role: role.into(),
-            content: content.into(),
-        }
+        ChatMessage { role: role.into(), content: content.into() }
     }
 
     fn request(streaming: bool) -> ChatRequest {
@@ -369,18 +298,11 @@ mod tests {
     }
 
     fn header<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {
-        req.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+        req.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
     }
 
     fn response(status: u16, body: &str) -> HttpResponse {
-        HttpResponse {
-            status,
-            headers: vec![],
-            body: body.as_bytes().to_vec(),
-        }
+        HttpResponse { status, headers: vec![], body: body.as_bytes().to_vec() }
     }
 
     fn delta(e: StreamEvent) -> StreamDelta {
@@ -454,29 +376,17 @@ mod tests {
             let err = build(&minimal(), base).unwrap_err();
             assert_eq!(err.kind, ErrorKind::InvalidInput, "{base:?}");
         }
-        assert_eq!(
-            build(&minimal(), "HTTPS://Example.com//").unwrap().url,
-            "HTTPS://Example.com/chat/completions"
-        );
+        assert_eq!(build(&minimal(), "HTTPS://Example.com//").unwrap().url, "HTTPS://Example.com/chat/completions");
 
         let mut r = minimal();
         r.temperature = Some(f64::NAN);
-        assert_eq!(
-            build(&r, "https://x").unwrap_err().kind,
-            ErrorKind::InvalidInput
-        );
+        assert_eq!(build(&r, "https://x").unwrap_err().kind, ErrorKind::InvalidInput);
         let mut r = minimal();
         r.messages.clear();
-        assert_eq!(
-            build(&r, "https://x").unwrap_err().kind,
-            ErrorKind::InvalidInput
-        );
+        assert_eq!(build(&r, "https://x").unwrap_err().kind, ErrorKind::InvalidInput);
         let mut r = minimal();
         r.model = " ".into();
-        assert_eq!(
-            build(&r, "https://x").unwrap_err().kind,
-            ErrorKind::InvalidInput
-        );
+        assert_eq!(build(&r, "https://x").unwrap_err().kind, ErrorKind::InvalidInput);
     }
 
     #[test]
@@ -510,8 +420,11 @@ mod tests {
 
     #[test]
     fn null_content_missing_usage_and_content_parts() {
-        let c = parse(&response(200, r#"{"choices":[{"message":{"role":"assistant","content":null},"finish_reason":"length"}]}"#))
-            .unwrap();
+        let c = parse(&response(
+            200,
+            r#"{"choices":[{"message":{"role":"assistant","content":null},"finish_reason":"length"}]}"#,
+        ))
+        .unwrap();
         assert_eq!(c.text, "");
         assert!(c.usage.is_none() && c.model.is_none());
         assert_eq!(c.finish_reason.as_deref(), Some("length"));
@@ -521,7 +434,11 @@ mod tests {
         let u = c.usage.unwrap();
         assert_eq!((u.input_tokens, u.output_tokens), (5, 0));
 
-        let c = parse(&response(200, r#"{"choices":[{"message":{"content":"x"}}],"usage":{"prompt_tokens":1e12,"completion_tokens":-3}}"#)).unwrap();
+        let c = parse(&response(
+            200,
+            r#"{"choices":[{"message":{"content":"x"}}],"usage":{"prompt_tokens":1e12,"completion_tokens":-3}}"#,
+        ))
+        .unwrap();
         let u = c.usage.unwrap();
         assert_eq!((u.input_tokens, u.output_tokens), (u32::MAX, 0));
         assert!(c.finish_reason.is_none());
@@ -537,27 +454,11 @@ mod tests {
             r#"{"choices":[{"message":{"content":"tru"#,
             "",
         ] {
-            assert_eq!(
-                parse(&response(200, body)).unwrap_err().kind,
-                ErrorKind::Upstream,
-                "{body:?}"
-            );
+            assert_eq!(parse(&response(200, body)).unwrap_err().kind, ErrorKind::Upstream, "{body:?}");
         }
-        let err = parse(&response(
-            200,
-            r#"{"error":{"message":"No endpoints found","code":404}}"#,
-        ))
-        .unwrap_err();
-        assert!(
-            err.message.contains("No endpoints found"),
-            "{}",
-            err.message
-        );
-        let err = parse(&response(
-            200,
-            r#"{"choices":[{"message":{"content":42}}]}"#,
-        ))
-        .unwrap_err();
+        let err = parse(&response(200, r#"{"error":{"message":"No endpoints found","code":404}}"#)).unwrap_err();
+        assert!(err.message.contains("No endpoints found"), "{}", err.message);
+        let err = parse(&response(200, r#"{"choices":[{"message":{"content":42}}]}"#)).unwrap_err();
         assert_eq!(err.kind, ErrorKind::Upstream);
     }
 
@@ -567,124 +468,66 @@ mod tests {
         let err = parse(&response(429, openai)).unwrap_err();
         assert_eq!(err.kind, ErrorKind::Upstream);
         assert!(
-            err.message.contains("429")
-                && err.message.contains("Rate limit reached for gpt-4o-mini"),
+            err.message.contains("429") && err.message.contains("Rate limit reached for gpt-4o-mini"),
             "{}",
             err.message
         );
 
         let ollama = r#"{"error":"model \"llama9\" not found, try pulling it first"}"#;
         let err = parse(&response(404, ollama)).unwrap_err();
-        assert!(
-            err.message.contains("404") && err.message.contains("llama9"),
-            "{}",
-            err.message
-        );
+        assert!(err.message.contains("404") && err.message.contains("llama9"), "{}", err.message);
 
         let vllm = r#"{"object":"error","message":"The model `foo` does not exist.","type":"NotFoundError","param":null,"code":404}"#;
-        assert!(
-            parse(&response(404, vllm))
-                .unwrap_err()
-                .message
-                .contains("does not exist")
-        );
+        assert!(parse(&response(404, vllm)).unwrap_err().message.contains("does not exist"));
 
         let json_without_message = r#"{"status":"down"}"#;
-        assert!(
-            parse(&response(500, json_without_message))
-                .unwrap_err()
-                .message
-                .contains("status")
-        );
+        assert!(parse(&response(500, json_without_message)).unwrap_err().message.contains("status"));
     }
 
     #[test]
     fn error_statuses_with_non_json_truncated_or_binary_bodies() {
-        let html =
-            "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>nginx</body></html>";
+        let html = "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>nginx</body></html>";
         let err = parse(&response(502, html)).unwrap_err();
-        assert!(
-            err.message.contains("502") && err.message.contains("Bad Gateway"),
-            "{}",
-            err.message
-        );
+        assert!(err.message.contains("502") && err.message.contains("Bad Gateway"), "{}", err.message);
         assert!(!err.message.contains('\r') && !err.message.contains('\n'));
 
         let truncated = r#"{"error":{"message":"This model's maximum context length is 8192 tok"#;
         let err = parse(&response(400, truncated)).unwrap_err();
-        assert!(
-            err.message.contains("400") && err.message.contains("maximum context length"),
-            "{}",
-            err.message
-        );
+        assert!(err.message.contains("400") && err.message.contains("maximum context length"), "{}", err.message);
 
         let err = parse(&response(503, "")).unwrap_err();
-        assert!(
-            err.message.contains("503") && err.message.contains("empty body"),
-            "{}",
-            err.message
-        );
+        assert!(err.message.contains("503") && err.message.contains("empty body"), "{}", err.message);
 
-        let binary = HttpResponse {
-            status: 500,
-            headers: vec![],
-            body: vec![0xff, 0xfe, 0x00, b'x', 0xc3],
-        };
+        let binary = HttpResponse { status: 500, headers: vec![], body: vec![0xff, 0xfe, 0x00, b'x', 0xc3] };
         assert!(parse(&binary).unwrap_err().message.contains("500"));
 
         let huge = format!(r#"{{"error":{{"message":"{}"}}}}"#, "é".repeat(10_000));
         let err = parse(&response(400, &huge)).unwrap_err();
-        assert!(
-            err.message.chars().count() < QUOTE_CHARS + 100,
-            "{}",
-            err.message.len()
-        );
+        assert!(err.message.chars().count() < QUOTE_CHARS + 100, "{}", err.message.len());
     }
 
     #[test]
     fn stream_event_kinds() {
-        assert!(matches!(
-            parse_event("", "[DONE]").unwrap(),
-            StreamEvent::Done
-        ));
-        assert!(matches!(
-            parse_event("", " [DONE]\n").unwrap(),
-            StreamEvent::Done
-        ));
+        assert!(matches!(parse_event("", "[DONE]").unwrap(), StreamEvent::Done));
+        assert!(matches!(parse_event("", " [DONE]\n").unwrap(), StreamEvent::Done));
         assert!(matches!(parse_event("", "").unwrap(), StreamEvent::Ignore));
-        let role_only = r#"{"choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}],"usage":null}"#;
-        assert!(matches!(
-            parse_event("", role_only).unwrap(),
-            StreamEvent::Ignore
-        ));
-        assert!(matches!(
-            parse_event("", r#"{"choices":[{"delta":{}}]}"#).unwrap(),
-            StreamEvent::Ignore
-        ));
-        assert!(matches!(
-            parse_event("", "{}").unwrap(),
-            StreamEvent::Ignore
-        ));
+        let role_only =
+            r#"{"choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}],"usage":null}"#;
+        assert!(matches!(parse_event("", role_only).unwrap(), StreamEvent::Ignore));
+        assert!(matches!(parse_event("", r#"{"choices":[{"delta":{}}]}"#).unwrap(), StreamEvent::Ignore));
+        assert!(matches!(parse_event("", "{}").unwrap(), StreamEvent::Ignore));
 
-        let d = delta(
-            parse_event(
-                "",
-                r#"{"choices":[{"delta":{"content":"Hi"},"finish_reason":null}]}"#,
-            )
-            .unwrap(),
-        );
+        let d = delta(parse_event("", r#"{"choices":[{"delta":{"content":"Hi"},"finish_reason":null}]}"#).unwrap());
         assert_eq!(d.text, "Hi");
         assert!(d.usage.is_none() && d.finish_reason.is_none());
 
-        let d = delta(
-            parse_event("", r#"{"choices":[{"delta":{},"finish_reason":"length"}]}"#).unwrap(),
-        );
-        assert_eq!(
-            (d.text.as_str(), d.finish_reason.as_deref()),
-            ("", Some("length"))
-        );
+        let d = delta(parse_event("", r#"{"choices":[{"delta":{},"finish_reason":"length"}]}"#).unwrap());
+        assert_eq!((d.text.as_str(), d.finish_reason.as_deref()), ("", Some("length")));
 
-        let d = delta(parse_event("", r#"{"choices":[],"usage":{"prompt_tokens":7,"completion_tokens":3,"total_tokens":10}}"#).unwrap());
+        let d = delta(
+            parse_event("", r#"{"choices":[],"usage":{"prompt_tokens":7,"completion_tokens":3,"total_tokens":10}}"#)
+                .unwrap(),
+        );
         let u = d.usage.unwrap();
         assert_eq!((u.input_tokens, u.output_tokens), (7, 3));
     }
@@ -694,29 +537,14 @@ mod tests {
         let openrouter = r#"{"id":"gen-1","object":"chat.completion.chunk","error":{"code":502,"message":"Provider disconnected"},"choices":[{"index":0,"delta":{"content":""},"finish_reason":"error"}]}"#;
         let err = parse_event("", openrouter).unwrap_err();
         assert_eq!(err.kind, ErrorKind::Upstream);
-        assert!(
-            err.message.contains("Provider disconnected"),
-            "{}",
-            err.message
-        );
+        assert!(err.message.contains("Provider disconnected"), "{}", err.message);
 
         let err = parse_event("error", r#"{"message":"overloaded"}"#).unwrap_err();
         assert!(err.message.contains("overloaded"));
-        assert_eq!(
-            parse_event("error", "").unwrap_err().kind,
-            ErrorKind::Upstream
-        );
+        assert_eq!(parse_event("error", "").unwrap_err().kind, ErrorKind::Upstream);
 
-        for bad in [
-            r#"{"choices":[{"delta":{"content":"Hel"#,
-            "data: {}",
-            "\u{0}",
-        ] {
-            assert_eq!(
-                parse_event("", bad).unwrap_err().kind,
-                ErrorKind::Upstream,
-                "{bad:?}"
-            );
+        for bad in [r#"{"choices":[{"delta":{"content":"Hel"#, "data: {}", "\u{0}"] {
+            assert_eq!(parse_event("", bad).unwrap_err().kind, ErrorKind::Upstream, "{bad:?}");
         }
     }
 
@@ -738,8 +566,7 @@ data: {"id":"chatcmpl-BOl1","object":"chat.completion.chunk","created":174524765
 
 data: [DONE]
 "#;
-        let (mut text, mut usage, mut finish, mut done, mut ignored) =
-            (String::new(), None, None, false, 0);
+        let (mut text, mut usage, mut finish, mut done, mut ignored) = (String::new(), None, None, false, 0);
         for data in sse.lines().filter_map(|l| l.strip_prefix("data: ")) {
             assert!(!done, "nothing after [DONE]");
             match parse_event("", data).unwrap() {

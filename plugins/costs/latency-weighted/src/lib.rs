@@ -22,12 +22,7 @@ pub fn token_price(model: &ModelDescriptor, usage: Usage) -> f64 {
 }
 
 /// Token price plus `per_second` dollars for each second of `latency_ms`.
-pub fn latency_weighted(
-    model: &ModelDescriptor,
-    usage: Usage,
-    latency_ms: u32,
-    per_second: f64,
-) -> f64 {
+pub fn latency_weighted(model: &ModelDescriptor, usage: Usage, latency_ms: u32, per_second: f64) -> f64 {
     token_price(model, usage) + per_second * f64::from(latency_ms) / 1000.0
 }
 
@@ -38,60 +33,37 @@ pub fn compute(
     latency_ms: u32,
     settings: &[Setting],
 ) -> Result<f64, PluginError> {
-    let pairs: Vec<(&str, f64)> = settings
-        .iter()
-        .map(|s| (s.name.as_str(), s.value))
-        .collect();
+    let pairs: Vec<(&str, f64)> = settings.iter().map(|s| (s.name.as_str(), s.value)).collect();
     let parsed = Settings::parse(&pairs, &[PER_SECOND]).map_err(|message| {
         // Settings::parse reports unknown names and bad values alike; the
         // contract gives them different kinds.
-        let kind = if pairs.iter().any(|(n, _)| *n != PER_SECOND) {
-            ErrorKind::Unsupported
-        } else {
-            ErrorKind::InvalidInput
-        };
-        PluginError {
-            kind,
-            message: format!("latency-weighted: {message}"),
-        }
+        let kind =
+            if pairs.iter().any(|(n, _)| *n != PER_SECOND) { ErrorKind::Unsupported } else { ErrorKind::InvalidInput };
+        PluginError { kind, message: format!("latency-weighted: {message}") }
     })?;
     let per_second = parsed.get_or(PER_SECOND, 0.0);
     if per_second < 0.0 {
-        return Err(invalid(format!(
-            "setting `{PER_SECOND}` must be >= 0, got {per_second}"
-        )));
+        return Err(invalid(format!("setting `{PER_SECOND}` must be >= 0, got {per_second}")));
     }
-    for (what, price) in [
-        ("price-in-per-mtok", model.price_in_per_mtok),
-        ("price-out-per-mtok", model.price_out_per_mtok),
-    ] {
+    for (what, price) in
+        [("price-in-per-mtok", model.price_in_per_mtok), ("price-out-per-mtok", model.price_out_per_mtok)]
+    {
         // Infinite prices are refused too: they would make every sum infinite.
         if !(price.is_finite() && price >= 0.0) {
-            return Err(invalid(format!(
-                "model `{}` has an invalid {what}: {price}",
-                model.name
-            )));
+            return Err(invalid(format!("model `{}` has an invalid {what}: {price}", model.name)));
         }
     }
     Ok(latency_weighted(model, usage, latency_ms, per_second))
 }
 
 fn invalid(message: String) -> PluginError {
-    PluginError {
-        kind: ErrorKind::InvalidInput,
-        message: format!("latency-weighted: {message}"),
-    }
+    PluginError { kind: ErrorKind::InvalidInput, message: format!("latency-weighted: {message}") }
 }
 
 struct LatencyWeighted;
 
 impl Guest for LatencyWeighted {
-    fn cost(
-        model: ModelDescriptor,
-        usage: Usage,
-        latency_ms: u32,
-        settings: Vec<Setting>,
-    ) -> Result<f64, PluginError> {
+    fn cost(model: ModelDescriptor, usage: Usage, latency_ms: u32, settings: Vec<Setting>) -> Result<f64, PluginError> {
         compute(&model, usage, latency_ms, &settings)
     }
 }
@@ -117,16 +89,10 @@ mod tests {
     }
 
     fn setting(name: &str, value: f64) -> Setting {
-        Setting {
-            name: name.into(),
-            value,
-        }
+        Setting { name: name.into(), value }
     }
 
-    const USAGE: Usage = Usage {
-        input_tokens: 1_000_000,
-        output_tokens: 500_000,
-    };
+    const USAGE: Usage = Usage { input_tokens: 1_000_000, output_tokens: 500_000 };
 
     fn close(a: f64, b: f64) -> bool {
         (a - b).abs() < 1e-12
@@ -142,26 +108,14 @@ mod tests {
     fn adds_per_second_charge() {
         let cost = compute(&model(2.0, 8.0), USAGE, 1500, &[setting(PER_SECOND, 0.01)]).unwrap();
         assert!(close(cost, 6.0 + 0.015), "{cost}");
-        let no_tokens = Usage {
-            input_tokens: 0,
-            output_tokens: 0,
-        };
-        let cost = compute(
-            &model(0.0, 0.0),
-            no_tokens,
-            250,
-            &[setting(PER_SECOND, 0.002)],
-        )
-        .unwrap();
+        let no_tokens = Usage { input_tokens: 0, output_tokens: 0 };
+        let cost = compute(&model(0.0, 0.0), no_tokens, 250, &[setting(PER_SECOND, 0.002)]).unwrap();
         assert!(close(cost, 0.0005), "{cost}");
     }
 
     #[test]
     fn extreme_inputs_stay_finite() {
-        let max = Usage {
-            input_tokens: u32::MAX,
-            output_tokens: u32::MAX,
-        };
+        let max = Usage { input_tokens: u32::MAX, output_tokens: u32::MAX };
         let cost = compute(&model(1e6, 1e6), max, u32::MAX, &[setting(PER_SECOND, 1e6)]).unwrap();
         assert!(cost.is_finite() && cost > 0.0);
     }

@@ -15,12 +15,23 @@ pub fn token_price(model: &ModelDescriptor, usage: Usage) -> f64 {
 struct TokenPrice;
 
 impl Guest for TokenPrice {
-    fn cost(model: ModelDescriptor, usage: Usage, _latency_ms: u32, settings: Vec<Setting>) -> Result<f64, PluginError> {
+    fn cost(
+        model: ModelDescriptor,
+        usage: Usage,
+        _latency_ms: u32,
+        settings: Vec<Setting>,
+    ) -> Result<f64, PluginError> {
         if let Some(s) = settings.first() {
-            return Err(PluginError { kind: ErrorKind::Unsupported, message: format!("token-price takes no settings, got `{}`", s.name) });
+            return Err(PluginError {
+                kind: ErrorKind::Unsupported,
+                message: format!("token-price takes no settings, got `{}`", s.name),
+            });
         }
         if !(model.price_in_per_mtok >= 0.0 && model.price_out_per_mtok >= 0.0) {
-            return Err(PluginError { kind: ErrorKind::InvalidInput, message: format!("model `{}` has a negative or NaN price", model.name) });
+            return Err(PluginError {
+                kind: ErrorKind::InvalidInput,
+                message: format!("model `{}` has a negative or NaN price", model.name),
+            });
         }
         Ok(token_price(&model, usage))
     }

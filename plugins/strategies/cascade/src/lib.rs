@@ -46,21 +46,12 @@ fn candidates(pool: &[ModelDescriptor]) -> Vec<Candidate<'_>> {
 }
 
 fn outcomes(calls: &[RoutedCall]) -> Vec<Outcome<'_>> {
-    calls
-        .iter()
-        .map(|c| Outcome {
-            reply: &c.reply,
-            failed: c.error.is_some(),
-        })
-        .collect()
+    calls.iter().map(|c| Outcome { reply: &c.reply, failed: c.error.is_some() }).collect()
 }
 
 /// Reads `max-escalations`: `None` means unlimited.
 fn max_escalations(settings: &[Setting]) -> Result<Option<usize>, PluginError> {
-    let pairs: Vec<(&str, f64)> = settings
-        .iter()
-        .map(|s| (s.name.as_str(), s.value))
-        .collect();
+    let pairs: Vec<(&str, f64)> = settings.iter().map(|s| (s.name.as_str(), s.value)).collect();
     let parsed = Settings::parse(&pairs, &[MAX_ESCALATIONS]).map_err(|message| {
         // Settings::parse reports unknown names and bad values alike; the
         // contract gives them different kinds.
@@ -69,10 +60,7 @@ fn max_escalations(settings: &[Setting]) -> Result<Option<usize>, PluginError> {
         } else {
             ErrorKind::InvalidInput
         };
-        PluginError {
-            kind,
-            message: format!("cascade: {message}"),
-        }
+        PluginError { kind, message: format!("cascade: {message}") }
     })?;
     let value = parsed.get_or(MAX_ESCALATIONS, f64::INFINITY);
     if value.is_infinite() {
@@ -81,9 +69,7 @@ fn max_escalations(settings: &[Setting]) -> Result<Option<usize>, PluginError> {
     if !(value >= 0.0 && value.fract() == 0.0) {
         return Err(PluginError {
             kind: ErrorKind::InvalidInput,
-            message: format!(
-                "cascade: setting `{MAX_ESCALATIONS}` must be a whole number >= 0, got {value}"
-            ),
+            message: format!("cascade: setting `{MAX_ESCALATIONS}` must be a whole number >= 0, got {value}"),
         });
     }
     // Float-to-int casts saturate, so a huge value just means "unlimited".
@@ -93,28 +79,17 @@ fn max_escalations(settings: &[Setting]) -> Result<Option<usize>, PluginError> {
 /// Whether `call` went to `model`, by name or alias, ignoring ASCII case
 /// (aliases resolve case-insensitively, so a case variant is the same model).
 fn called(model: &ModelDescriptor, call: &RoutedCall) -> bool {
-    call.model.eq_ignore_ascii_case(&model.name)
-        || model
-            .aliases
-            .iter()
-            .any(|a| call.model.eq_ignore_ascii_case(a))
+    call.model.eq_ignore_ascii_case(&model.name) || model.aliases.iter().any(|a| call.model.eq_ignore_ascii_case(a))
 }
 
 /// The strategy's decision for `state`; see the module docs.
 pub fn decide_cascade(state: &RoutingState, settings: &[Setting]) -> Result<Action, PluginError> {
     let max_escalations = max_escalations(settings)?;
     let pool = candidates(&state.pool);
-    pool::validate(&pool).map_err(|e| PluginError {
-        kind: ErrorKind::InvalidInput,
-        message: format!("cascade: {e}"),
-    })?;
+    pool::validate(&pool)
+        .map_err(|e| PluginError { kind: ErrorKind::InvalidInput, message: format!("cascade: {e}") })?;
     let can_route = state.turn.saturating_add(1) < state.max_turns;
-    let route_to = |i: usize| {
-        Action::Route(Route {
-            model: state.pool[i].name.clone(),
-            query: state.question.clone(),
-        })
-    };
+    let route_to = |i: usize| Action::Route(Route { model: state.pool[i].name.clone(), query: state.question.clone() });
     let order = pool::cheapest_first(&pool);
 
     let Some(last) = state.calls.last() else {
@@ -129,19 +104,15 @@ pub fn decide_cascade(state: &RoutingState, settings: &[Setting]) -> Result<Acti
     let escalations = state.calls.len() - 1;
     let may_escalate = can_route && max_escalations.is_none_or(|max| escalations < max);
     if unsatisfied && may_escalate {
-        let next = order
-            .iter()
-            .copied()
-            .find(|&i| !state.calls.iter().any(|c| called(&state.pool[i], c)));
+        let next = order.iter().copied().find(|&i| !state.calls.iter().any(|c| called(&state.pool[i], c)));
         if let Some(i) = next {
             return Ok(route_to(i));
         }
     }
 
     let calls = outcomes(&state.calls);
-    let answer = pool::last_informative_reply(&calls)
-        .or_else(|| pool::last_successful_reply(&calls))
-        .unwrap_or(DONT_KNOW);
+    let answer =
+        pool::last_informative_reply(&calls).or_else(|| pool::last_successful_reply(&calls)).unwrap_or(DONT_KNOW);
     Ok(Action::Answer(answer.into()))
 }
 
@@ -179,10 +150,7 @@ mod tests {
             model: model.into(),
             query: "Who wrote Dune?".into(),
             reply: reply.into(),
-            usage: Usage {
-                input_tokens: 10,
-                output_tokens: 5,
-            },
+            usage: Usage { input_tokens: 10, output_tokens: 5 },
             cost: 0.0,
             latency_ms: 1,
             error: None,
@@ -190,38 +158,21 @@ mod tests {
     }
 
     fn failed(model: &str) -> RoutedCall {
-        RoutedCall {
-            reply: String::new(),
-            error: Some("HTTP 503".into()),
-            ..ok(model, "")
-        }
+        RoutedCall { reply: String::new(), error: Some("HTTP 503".into()), ..ok(model, "") }
     }
 
     /// Pool order by price: small (0.3) < medium (2.0) < large (20.0).
     fn pool() -> Vec<ModelDescriptor> {
-        vec![
-            model("large", 5.0, 15.0),
-            model("small", 0.1, 0.2),
-            model("medium", 0.5, 1.5),
-        ]
+        vec![model("large", 5.0, 15.0), model("small", 0.1, 0.2), model("medium", 0.5, 1.5)]
     }
 
     fn state(calls: Vec<RoutedCall>) -> RoutingState {
         let turn = calls.len() as u32;
-        RoutingState {
-            question: "Who wrote Dune?".into(),
-            pool: pool(),
-            calls,
-            turn,
-            max_turns: 8,
-        }
+        RoutingState { question: "Who wrote Dune?".into(), pool: pool(), calls, turn, max_turns: 8 }
     }
 
     fn max_esc(n: f64) -> Vec<Setting> {
-        vec![Setting {
-            name: MAX_ESCALATIONS.into(),
-            value: n,
-        }]
+        vec![Setting { name: MAX_ESCALATIONS.into(), value: n }]
     }
 
     fn routed(action: Action) -> String {
@@ -243,10 +194,7 @@ mod tests {
 
     #[test]
     fn starts_with_the_cheapest() {
-        assert_eq!(
-            routed(decide_cascade(&state(vec![]), &[]).unwrap()),
-            "small"
-        );
+        assert_eq!(routed(decide_cascade(&state(vec![]), &[]).unwrap()), "small");
     }
 
     #[test]
@@ -261,26 +209,15 @@ mod tests {
         assert_eq!(routed(decide_cascade(&s, &[]).unwrap()), "medium");
         let s = state(vec![ok("small", "Unknown"), failed("medium")]);
         assert_eq!(routed(decide_cascade(&s, &[]).unwrap()), "large");
-        let s = state(vec![
-            ok("small", "not sure"),
-            failed("medium"),
-            ok("large", "Frank Herbert"),
-        ]);
+        let s = state(vec![ok("small", "not sure"), failed("medium"), ok("large", "Frank Herbert")]);
         assert_eq!(answered(decide_cascade(&s, &[]).unwrap()), "Frank Herbert");
     }
 
     #[test]
     fn exhausted_pool_answers_best_available() {
         // All refused or failed: fall back to the last successful reply.
-        let s = state(vec![
-            ok("small", "I cannot answer that"),
-            ok("medium", "No information."),
-            failed("large"),
-        ]);
-        assert_eq!(
-            answered(decide_cascade(&s, &[]).unwrap()),
-            "No information."
-        );
+        let s = state(vec![ok("small", "I cannot answer that"), ok("medium", "No information."), failed("large")]);
+        assert_eq!(answered(decide_cascade(&s, &[]).unwrap()), "No information.");
         // Nothing succeeded at all.
         let s = state(vec![failed("small"), failed("medium"), failed("large")]);
         assert_eq!(answered(decide_cascade(&s, &[]).unwrap()), DONT_KNOW);
@@ -289,10 +226,7 @@ mod tests {
     #[test]
     fn prefers_an_earlier_informative_reply_over_a_later_refusal() {
         // Reachable when the host replays calls this cascade did not make.
-        let mut s = state(vec![
-            ok("medium", "Frank Herbert"),
-            ok("small", "I don't know"),
-        ]);
+        let mut s = state(vec![ok("medium", "Frank Herbert"), ok("small", "I don't know")]);
         s.max_turns = 3;
         assert_eq!(answered(decide_cascade(&s, &[]).unwrap()), "Frank Herbert");
     }
@@ -310,23 +244,11 @@ mod tests {
     #[test]
     fn max_escalations_limits_routes() {
         let one_refusal = state(vec![failed("small")]);
-        assert_eq!(
-            answered(decide_cascade(&one_refusal, &max_esc(0.0)).unwrap()),
-            DONT_KNOW
-        );
-        assert_eq!(
-            routed(decide_cascade(&one_refusal, &max_esc(1.0)).unwrap()),
-            "medium"
-        );
+        assert_eq!(answered(decide_cascade(&one_refusal, &max_esc(0.0)).unwrap()), DONT_KNOW);
+        assert_eq!(routed(decide_cascade(&one_refusal, &max_esc(1.0)).unwrap()), "medium");
         let two = state(vec![failed("small"), ok("medium", "unsure? not sure")]);
-        assert_eq!(
-            answered(decide_cascade(&two, &max_esc(1.0)).unwrap()),
-            "unsure? not sure"
-        );
-        assert_eq!(
-            routed(decide_cascade(&two, &max_esc(1e300)).unwrap()),
-            "large"
-        );
+        assert_eq!(answered(decide_cascade(&two, &max_esc(1.0)).unwrap()), "unsure? not sure");
+        assert_eq!(routed(decide_cascade(&two, &max_esc(1e300)).unwrap()), "large");
     }
 
     #[test]
@@ -334,10 +256,7 @@ mod tests {
         let mut s = state(vec![ok("SMALL-ALIAS", "I don't know")]);
         s.pool[1].aliases = vec!["small-alias".into()];
         assert_eq!(routed(decide_cascade(&s, &[]).unwrap()), "medium");
-        let s = state(vec![
-            ok("Medium", "I don't know"),
-            ok("small", "I don't know"),
-        ]);
+        let s = state(vec![ok("Medium", "I don't know"), ok("small", "I don't know")]);
         assert_eq!(routed(decide_cascade(&s, &[]).unwrap()), "large");
     }
 
@@ -347,25 +266,12 @@ mod tests {
             let err = decide_cascade(&state(vec![]), &max_esc(v)).unwrap_err();
             assert_eq!(err.kind, ErrorKind::InvalidInput, "{v}");
         }
-        let err = decide_cascade(
-            &state(vec![]),
-            &[Setting {
-                name: "max-escalation".into(),
-                value: 1.0,
-            }],
-        )
-        .unwrap_err();
+        let err = decide_cascade(&state(vec![]), &[Setting { name: "max-escalation".into(), value: 1.0 }]).unwrap_err();
         assert_eq!(err.kind, ErrorKind::Unsupported);
         let mut s = state(vec![]);
         s.pool.clear();
-        assert_eq!(
-            decide_cascade(&s, &[]).unwrap_err().kind,
-            ErrorKind::InvalidInput
-        );
+        assert_eq!(decide_cascade(&s, &[]).unwrap_err().kind, ErrorKind::InvalidInput);
         s.pool = vec![model("x", -1.0, 0.0)];
-        assert_eq!(
-            decide_cascade(&s, &[]).unwrap_err().kind,
-            ErrorKind::InvalidInput
-        );
+        assert_eq!(decide_cascade(&s, &[]).unwrap_err().kind, ErrorKind::InvalidInput);
     }
 }

@@ -33,13 +33,7 @@ fn candidates(pool: &[ModelDescriptor]) -> Vec<Candidate<'_>> {
 }
 
 fn outcomes(calls: &[RoutedCall]) -> Vec<Outcome<'_>> {
-    calls
-        .iter()
-        .map(|c| Outcome {
-            reply: &c.reply,
-            failed: c.error.is_some(),
-        })
-        .collect()
+    calls.iter().map(|c| Outcome { reply: &c.reply, failed: c.error.is_some() }).collect()
 }
 
 /// The strategy's decision for `state`; see the module docs.
@@ -51,10 +45,8 @@ pub fn decide_cheapest(state: &RoutingState, settings: &[Setting]) -> Result<Act
         });
     }
     let pool = candidates(&state.pool);
-    pool::validate(&pool).map_err(|e| PluginError {
-        kind: ErrorKind::InvalidInput,
-        message: format!("cheapest: {e}"),
-    })?;
+    pool::validate(&pool)
+        .map_err(|e| PluginError { kind: ErrorKind::InvalidInput, message: format!("cheapest: {e}") })?;
     if !state.calls.is_empty() {
         let answer = pool::last_successful_reply(&outcomes(&state.calls)).unwrap_or(DONT_KNOW);
         return Ok(Action::Answer(answer.into()));
@@ -64,10 +56,7 @@ pub fn decide_cheapest(state: &RoutingState, settings: &[Setting]) -> Result<Act
         return Ok(Action::Answer(DONT_KNOW.into()));
     }
     match pool::cheapest_first(&pool).first() {
-        Some(&i) => Ok(Action::Route(Route {
-            model: state.pool[i].name.clone(),
-            query: state.question.clone(),
-        })),
+        Some(&i) => Ok(Action::Route(Route { model: state.pool[i].name.clone(), query: state.question.clone() })),
         // Unreachable after validate, but an answer is better than a panic.
         None => Ok(Action::Answer(DONT_KNOW.into())),
     }
@@ -107,10 +96,7 @@ mod tests {
             model: model.into(),
             query: "q".into(),
             reply: reply.into(),
-            usage: Usage {
-                input_tokens: 1,
-                output_tokens: 1,
-            },
+            usage: Usage { input_tokens: 1, output_tokens: 1 },
             cost: 0.0,
             latency_ms: 1,
             error: error.map(Into::into),
@@ -118,13 +104,7 @@ mod tests {
     }
 
     fn state(pool: Vec<ModelDescriptor>, calls: Vec<RoutedCall>) -> RoutingState {
-        RoutingState {
-            question: "Who wrote Dune?".into(),
-            pool,
-            calls,
-            turn: 0,
-            max_turns: 4,
-        }
+        RoutingState { question: "Who wrote Dune?".into(), pool, calls, turn: 0, max_turns: 4 }
     }
 
     fn pool() -> Vec<ModelDescriptor> {
@@ -160,33 +140,20 @@ mod tests {
     #[test]
     fn total_price_counts_both_directions_and_ties_go_by_name() {
         // in-only cheapness loses to a lower total.
-        let p = vec![
-            model("cheap-in", 0.0, 5.0, None),
-            model("zz", 1.0, 1.0, None),
-            model("aa", 1.5, 0.5, None),
-        ];
-        assert_eq!(
-            routed(decide_cheapest(&state(p, vec![]), &[]).unwrap()).0,
-            "aa"
-        );
+        let p = vec![model("cheap-in", 0.0, 5.0, None), model("zz", 1.0, 1.0, None), model("aa", 1.5, 0.5, None)];
+        assert_eq!(routed(decide_cheapest(&state(p, vec![]), &[]).unwrap()).0, "aa");
     }
 
     #[test]
     fn answers_with_last_successful_reply_trimmed() {
         let calls = vec![call("llama-70b", "  Frank Herbert\n", None)];
-        assert_eq!(
-            answered(decide_cheapest(&state(pool(), calls), &[]).unwrap()),
-            "Frank Herbert"
-        );
+        assert_eq!(answered(decide_cheapest(&state(pool(), calls), &[]).unwrap()), "Frank Herbert");
     }
 
     #[test]
     fn failed_calls_give_dont_know() {
         let calls = vec![call("llama-70b", "", Some("timeout"))];
-        assert_eq!(
-            answered(decide_cheapest(&state(pool(), calls), &[]).unwrap()),
-            DONT_KNOW
-        );
+        assert_eq!(answered(decide_cheapest(&state(pool(), calls), &[]).unwrap()), DONT_KNOW);
     }
 
     #[test]
@@ -203,17 +170,9 @@ mod tests {
     fn rejects_empty_pool_bad_descriptors_and_settings() {
         let err = decide_cheapest(&state(vec![], vec![]), &[]).unwrap_err();
         assert_eq!(err.kind, ErrorKind::InvalidInput);
-        let err = decide_cheapest(&state(vec![model("x", f64::NAN, 0.0, None)], vec![]), &[])
-            .unwrap_err();
+        let err = decide_cheapest(&state(vec![model("x", f64::NAN, 0.0, None)], vec![]), &[]).unwrap_err();
         assert_eq!(err.kind, ErrorKind::InvalidInput);
-        let err = decide_cheapest(
-            &state(pool(), vec![]),
-            &[Setting {
-                name: "k".into(),
-                value: 1.0,
-            }],
-        )
-        .unwrap_err();
+        let err = decide_cheapest(&state(pool(), vec![]), &[Setting { name: "k".into(), value: 1.0 }]).unwrap_err();
         assert_eq!(err.kind, ErrorKind::Unsupported);
     }
 }

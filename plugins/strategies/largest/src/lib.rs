@@ -34,13 +34,7 @@ fn candidates(pool: &[ModelDescriptor]) -> Vec<Candidate<'_>> {
 }
 
 fn outcomes(calls: &[RoutedCall]) -> Vec<Outcome<'_>> {
-    calls
-        .iter()
-        .map(|c| Outcome {
-            reply: &c.reply,
-            failed: c.error.is_some(),
-        })
-        .collect()
+    calls.iter().map(|c| Outcome { reply: &c.reply, failed: c.error.is_some() }).collect()
 }
 
 /// The strategy's decision for `state`; see the module docs.
@@ -52,10 +46,8 @@ pub fn decide_largest(state: &RoutingState, settings: &[Setting]) -> Result<Acti
         });
     }
     let pool = candidates(&state.pool);
-    pool::validate(&pool).map_err(|e| PluginError {
-        kind: ErrorKind::InvalidInput,
-        message: format!("largest: {e}"),
-    })?;
+    pool::validate(&pool)
+        .map_err(|e| PluginError { kind: ErrorKind::InvalidInput, message: format!("largest: {e}") })?;
     if !state.calls.is_empty() {
         let answer = pool::last_successful_reply(&outcomes(&state.calls)).unwrap_or(DONT_KNOW);
         return Ok(Action::Answer(answer.into()));
@@ -65,10 +57,7 @@ pub fn decide_largest(state: &RoutingState, settings: &[Setting]) -> Result<Acti
         return Ok(Action::Answer(DONT_KNOW.into()));
     }
     match pool::largest(&pool) {
-        Some(i) => Ok(Action::Route(Route {
-            model: state.pool[i].name.clone(),
-            query: state.question.clone(),
-        })),
+        Some(i) => Ok(Action::Route(Route { model: state.pool[i].name.clone(), query: state.question.clone() })),
         // Unreachable after validate, but an answer is better than a panic.
         None => Ok(Action::Answer(DONT_KNOW.into())),
     }
@@ -108,10 +97,7 @@ mod tests {
             model: model.into(),
             query: "q".into(),
             reply: reply.into(),
-            usage: Usage {
-                input_tokens: 1,
-                output_tokens: 1,
-            },
+            usage: Usage { input_tokens: 1, output_tokens: 1 },
             cost: 0.0,
             latency_ms: 1,
             error: error.map(Into::into),
@@ -119,13 +105,7 @@ mod tests {
     }
 
     fn state(pool: Vec<ModelDescriptor>, calls: Vec<RoutedCall>) -> RoutingState {
-        RoutingState {
-            question: "Who wrote Dune?".into(),
-            pool,
-            calls,
-            turn: 0,
-            max_turns: 4,
-        }
+        RoutingState { question: "Who wrote Dune?".into(), pool, calls, turn: 0, max_turns: 4 }
     }
 
     fn pool() -> Vec<ModelDescriptor> {
@@ -160,33 +140,20 @@ mod tests {
 
     #[test]
     fn all_unknown_sizes_fall_back_to_output_price_then_name() {
-        let p = vec![
-            model("b", 5.0, 1.0, None),
-            model("c", 0.0, 4.0, None),
-            model("a", 0.0, 4.0, None),
-        ];
-        assert_eq!(
-            routed(decide_largest(&state(p, vec![]), &[]).unwrap()).0,
-            "a"
-        );
+        let p = vec![model("b", 5.0, 1.0, None), model("c", 0.0, 4.0, None), model("a", 0.0, 4.0, None)];
+        assert_eq!(routed(decide_largest(&state(p, vec![]), &[]).unwrap()).0, "a");
     }
 
     #[test]
     fn answers_with_last_successful_reply_trimmed() {
         let calls = vec![call("llama-70b", "  Frank Herbert\n", None)];
-        assert_eq!(
-            answered(decide_largest(&state(pool(), calls), &[]).unwrap()),
-            "Frank Herbert"
-        );
+        assert_eq!(answered(decide_largest(&state(pool(), calls), &[]).unwrap()), "Frank Herbert");
     }
 
     #[test]
     fn failed_calls_give_dont_know() {
         let calls = vec![call("llama-70b", "", Some("timeout"))];
-        assert_eq!(
-            answered(decide_largest(&state(pool(), calls), &[]).unwrap()),
-            DONT_KNOW
-        );
+        assert_eq!(answered(decide_largest(&state(pool(), calls), &[]).unwrap()), DONT_KNOW);
     }
 
     #[test]
@@ -203,17 +170,9 @@ mod tests {
     fn rejects_empty_pool_bad_descriptors_and_settings() {
         let err = decide_largest(&state(vec![], vec![]), &[]).unwrap_err();
         assert_eq!(err.kind, ErrorKind::InvalidInput);
-        let err =
-            decide_largest(&state(vec![model("x", f64::NAN, 0.0, None)], vec![]), &[]).unwrap_err();
+        let err = decide_largest(&state(vec![model("x", f64::NAN, 0.0, None)], vec![]), &[]).unwrap_err();
         assert_eq!(err.kind, ErrorKind::InvalidInput);
-        let err = decide_largest(
-            &state(pool(), vec![]),
-            &[Setting {
-                name: "k".into(),
-                value: 1.0,
-            }],
-        )
-        .unwrap_err();
+        let err = decide_largest(&state(pool(), vec![]), &[Setting { name: "k".into(), value: 1.0 }]).unwrap_err();
         assert_eq!(err.kind, ErrorKind::Unsupported);
     }
 }
