@@ -118,6 +118,9 @@ fn main() {
     percentiles("reward: warm instance, score", || {
         black_box(warm_reward.score(&input, &params).unwrap());
     });
+    percentiles("cost: fresh store + instantiate + call", || {
+        black_box(cost.cost(&m, usage, 300, &[]).unwrap());
+    });
     percentiles("cost: warm instance, call (host->guest overhead)", || {
         black_box(warm_cost.cost(&m, usage, 300, &[]).unwrap());
     });

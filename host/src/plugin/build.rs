@@ -103,6 +103,9 @@ pub struct Built {
 /// Build the crate or workspace at `dir` and write one component per cdylib
 /// into `out_dir` as `<crate-name>.wasm`.
 pub fn build(dir: &Path, out_dir: &Path, target_dir: &Path) -> Result<Vec<Built>, BuildError> {
+    // Cargo runs in `dir`, so hand it absolute paths.
+    let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    let (dir, target_dir) = (&absolute(dir), &absolute(target_dir));
     let manifest = dir.join("Cargo.toml");
     if !manifest.exists() {
         return Err(BuildError::NoManifest(dir.to_path_buf()));
@@ -116,6 +119,9 @@ pub fn build(dir: &Path, out_dir: &Path, target_dir: &Path) -> Result<Vec<Built>
         .arg("--message-format=json-render-diagnostics")
         .arg("--manifest-path")
         .arg(&manifest)
+        // Run where the plugin lives so its `.cargo/config.toml` applies,
+        // as it would for `cargo build` run by hand in that folder.
+        .current_dir(dir)
         .arg("--target-dir")
         .arg(target_dir)
         // A host-side cargo invocation (e.g. `cargo run`) leaks these.
