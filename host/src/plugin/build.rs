@@ -52,8 +52,14 @@ pub enum Toolchain {
 }
 
 impl Toolchain {
-    /// The first available toolchain.
+    /// `$SWITCHYARD_WASM_TOOLCHAIN` (`rustup` or `debian`) when set, else the
+    /// first available toolchain.
     pub fn detect() -> Result<Toolchain, BuildError> {
+        match std::env::var("SWITCHYARD_WASM_TOOLCHAIN").as_deref() {
+            Ok("rustup") => return Ok(Toolchain::Rustup),
+            Ok("debian") => return Ok(Toolchain::DebianBuildStd),
+            _ => {}
+        }
         let rustup_has_target =
             Command::new("rustup").args(["target", "list", "--installed"]).stderr(Stdio::null()).output().is_ok_and(
                 |o| o.status.success() && String::from_utf8_lossy(&o.stdout).lines().any(|l| l.trim() == WASM_TARGET),
