@@ -192,3 +192,15 @@ fn works_without_the_pooling_allocator() {
     assert!(matches!(misbehave(&runtime, "alloc"), Error::OutOfMemory { .. }));
     assert_next_calls_succeed(&runtime);
 }
+
+#[test]
+fn falls_back_when_the_pool_cannot_be_reserved() {
+    use switchyard::plugin::{Runtime, RuntimeConfig};
+    // A billion slots of address space cannot be reserved on any machine:
+    // the runtime must fall back to on-demand allocation and still work.
+    let runtime = Runtime::new(RuntimeConfig { max_instances: 1 << 30, cache_dir: None, ..RuntimeConfig::default() })
+        .expect("the runtime starts without the pool");
+    assert!(!runtime.pooling());
+    let plugin = Plugin::<Reward>::load(&runtime, &plugin_path("router-r1")).unwrap();
+    assert_eq!(plugin.score(&scoring_input("Amsel", &["Amsel"]), &params(0.0)).unwrap().exact_match, 1.0);
+}

@@ -175,9 +175,9 @@ fn pooling_config(max_instances: u32, max_memory: usize) -> PoolingAllocationCon
     let mut pool = PoolingAllocationConfig::default();
     // A Rust component is one main module plus a few adapter shims.
     pool.total_component_instances(max_instances)
-        .total_core_instances(max_instances * 4)
+        .total_core_instances(max_instances.saturating_mul(4))
         .total_memories(max_instances)
-        .total_tables(max_instances * 2)
+        .total_tables(max_instances.saturating_mul(2))
         .max_memory_size(max_memory)
         // Return slots' pages to the kernel in batches: one madvise (and one
         // TLB shootdown) per batch instead of per call.

@@ -1,9 +1,11 @@
 //! Helpers for the rule-based strategies: checking and ordering the
-//! candidate pool, recognising replies that decline to answer, and picking
-//! the final answer from the calls made so far.
+//! candidate pool, recognising replies that decline to answer, picking the
+//! final answer from the calls made so far, and the whole decision of a
+//! single-round strategy ([`single_round`]).
 //!
 //! Plain types only (no bindings), so `largest`, `cheapest` and `cascade`
-//! share one definition of "cheapest", "largest" and "a refusal".
+//! share one definition of "cheapest", "largest" and "a refusal", and
+//! `largest` and `cheapest` share one decision flow.
 
 use alloc::format;
 use alloc::string::String;
@@ -153,6 +155,45 @@ pub fn last_informative_reply<'a>(calls: &[Outcome<'a>]) -> Option<&'a str> {
     calls.iter().rev().filter(|c| !c.failed && !is_refusal(c.reply)).map(|c| c.reply.trim()).next()
 }
 
+/// What a single-round strategy does next.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Decision<'a> {
+    /// Send the whole question to the pool model at this index.
+    Route(usize),
+    /// Finish with this answer.
+    Answer(&'a str),
+}
+
+/// The decision of a single-round strategy, one that sends the whole
+/// question to one model chosen by `choose` and answers with its reply:
+/// - the pool must pass [`validate`] (checked first, even once calls exist);
+/// - when calls were made, answer with [`last_successful_reply`], else
+///   [`DONT_KNOW`];
+/// - when the turn budget only allows an answer (`turn + 1 >= max_turns`,
+///   where the host would refuse a route), answer [`DONT_KNOW`];
+/// - otherwise route to the index `choose` picks from the (validated) pool;
+///   a `None` or out-of-range pick answers [`DONT_KNOW`] rather than panic,
+///   so a returned [`Decision::Route`] index is always in bounds.
+pub fn single_round<'a>(
+    pool: &[Candidate],
+    calls: &[Outcome<'a>],
+    turn: u32,
+    max_turns: u32,
+    choose: impl FnOnce(&[Candidate]) -> Option<usize>,
+) -> Result<Decision<'a>, String> {
+    validate(pool)?;
+    if !calls.is_empty() {
+        return Ok(Decision::Answer(last_successful_reply(calls).unwrap_or(DONT_KNOW)));
+    }
+    if turn.saturating_add(1) >= max_turns {
+        return Ok(Decision::Answer(DONT_KNOW));
+    }
+    Ok(match choose(pool) {
+        Some(i) if i < pool.len() => Decision::Route(i),
+        _ => Decision::Answer(DONT_KNOW),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -253,5 +294,59 @@ mod tests {
         assert_eq!(last_successful_reply(&calls[2..]), None);
         assert_eq!(last_informative_reply(&calls[1..]), None);
         assert_eq!(last_successful_reply(&[]), None);
+    }
+
+    fn single_pool() -> [Candidate<'static>; 3] {
+        [c("a", 1.0, 1.0, Some(7.0)), c("b", 0.1, 0.2, None), c("c", 5.0, 15.0, Some(70.0))]
+    }
+
+    fn never(_: &[Candidate]) -> Option<usize> {
+        panic!("the chooser must not be consulted")
+    }
+
+    #[test]
+    fn single_round_routes_to_the_chosen_index() {
+        let pool = single_pool();
+        assert_eq!(
+            single_round(&pool, &[], 0, 4, |p| {
+                assert_eq!(p, pool);
+                Some(2)
+            }),
+            Ok(Decision::Route(2))
+        );
+        assert_eq!(single_round(&pool, &[], 2, 4, |_| Some(0)), Ok(Decision::Route(0)), "not yet the last turn");
+        // A chooser with no pick, or an out-of-range one, gives an answer, not a panic.
+        assert_eq!(single_round(&pool, &[], 0, 4, |_| None), Ok(Decision::Answer(DONT_KNOW)));
+        assert_eq!(single_round(&pool, &[], 0, 4, |_| Some(3)), Ok(Decision::Answer(DONT_KNOW)));
+    }
+
+    #[test]
+    fn single_round_answers_once_calls_exist() {
+        let pool = single_pool();
+        let calls = [Outcome { reply: " Frank Herbert\n", failed: false }, Outcome { reply: "", failed: true }];
+        assert_eq!(single_round(&pool, &calls, 1, 4, never), Ok(Decision::Answer("Frank Herbert")));
+        // Calls take precedence over the turn budget.
+        assert_eq!(single_round(&pool, &calls, 3, 4, never), Ok(Decision::Answer("Frank Herbert")));
+        assert_eq!(single_round(&pool, &calls[1..], 1, 4, never), Ok(Decision::Answer(DONT_KNOW)));
+    }
+
+    #[test]
+    fn single_round_answers_dont_know_on_the_last_turn() {
+        let pool = single_pool();
+        assert_eq!(single_round(&pool, &[], 3, 4, never), Ok(Decision::Answer(DONT_KNOW)));
+        assert_eq!(single_round(&pool, &[], 0, 1, never), Ok(Decision::Answer(DONT_KNOW)));
+        assert_eq!(single_round(&pool, &[], 0, 0, never), Ok(Decision::Answer(DONT_KNOW)));
+        assert_eq!(single_round(&pool, &[], u32::MAX, 0, never), Ok(Decision::Answer(DONT_KNOW)));
+        assert_eq!(single_round(&pool, &[], u32::MAX, u32::MAX, never), Ok(Decision::Answer(DONT_KNOW)));
+    }
+
+    #[test]
+    fn single_round_rejects_empty_and_invalid_pools_first() {
+        let calls = [Outcome { reply: "Paris", failed: false }];
+        assert!(single_round(&[], &[], 0, 4, never).unwrap_err().contains("empty"));
+        assert!(single_round(&[], &calls, 0, 4, never).unwrap_err().contains("empty"));
+        let bad = [c("x", f64::NAN, 0.0, None)];
+        assert!(single_round(&bad, &[], 0, 4, never).unwrap_err().contains("price-in"));
+        assert!(single_round(&bad, &calls, 3, 4, never).unwrap_err().contains("price-in"));
     }
 }

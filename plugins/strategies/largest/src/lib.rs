@@ -12,6 +12,9 @@
 //!
 //! Takes no settings (any is `unsupported`); an empty pool or a descriptor
 //! with a negative/NaN price or size is `invalid-input`. Never panics.
+//!
+//! The flow is [`switchyard_plugin_sdk::pool::single_round`] (shared with
+//! `cheapest`); this crate adds the choice rule and the WIT types.
 
 // The generated export glue passes the WIT arguments flattened.
 #![allow(clippy::too_many_arguments)]
@@ -19,9 +22,9 @@
 wit_bindgen::generate!({ world: "strategy", path: "../../../wit" });
 
 use switchyard::plugin::types::{ErrorKind, ModelDescriptor, Route, RoutedCall};
-use switchyard_plugin_sdk::pool::{self, Candidate, DONT_KNOW, Outcome};
+use switchyard_plugin_sdk::pool::{self, Candidate, Decision, Outcome};
 
-/// The pool as the shared ordering helpers see it.
+/// The pool as the shared helpers see it.
 fn candidates(pool: &[ModelDescriptor]) -> Vec<Candidate<'_>> {
     pool.iter()
         .map(|m| Candidate {
@@ -45,21 +48,13 @@ pub fn decide_largest(state: &RoutingState, settings: &[Setting]) -> Result<Acti
             message: format!("largest takes no settings, got `{}`", s.name),
         });
     }
-    let pool = candidates(&state.pool);
-    pool::validate(&pool)
-        .map_err(|e| PluginError { kind: ErrorKind::InvalidInput, message: format!("largest: {e}") })?;
-    if !state.calls.is_empty() {
-        let answer = pool::last_successful_reply(&outcomes(&state.calls)).unwrap_or(DONT_KNOW);
-        return Ok(Action::Answer(answer.into()));
-    }
-    // The host refuses a route on the last turn, so answer instead.
-    if state.turn.saturating_add(1) >= state.max_turns {
-        return Ok(Action::Answer(DONT_KNOW.into()));
-    }
-    match pool::largest(&pool) {
-        Some(i) => Ok(Action::Route(Route { model: state.pool[i].name.clone(), query: state.question.clone() })),
-        // Unreachable after validate, but an answer is better than a panic.
-        None => Ok(Action::Answer(DONT_KNOW.into())),
+    let calls = outcomes(&state.calls);
+    match pool::single_round(&candidates(&state.pool), &calls, state.turn, state.max_turns, pool::largest) {
+        Ok(Decision::Route(i)) => {
+            Ok(Action::Route(Route { model: state.pool[i].name.clone(), query: state.question.clone() }))
+        }
+        Ok(Decision::Answer(answer)) => Ok(Action::Answer(answer.into())),
+        Err(e) => Err(PluginError { kind: ErrorKind::InvalidInput, message: format!("largest: {e}") }),
     }
 }
 
@@ -92,86 +87,63 @@ mod tests {
         }
     }
 
-    fn call(model: &str, reply: &str, error: Option<&str>) -> RoutedCall {
-        RoutedCall {
-            model: model.into(),
-            query: "q".into(),
-            reply: reply.into(),
-            usage: Usage { input_tokens: 1, output_tokens: 1 },
-            cost: 0.0,
-            latency_ms: 1,
-            error: error.map(Into::into),
-        }
-    }
-
     fn state(pool: Vec<ModelDescriptor>, calls: Vec<RoutedCall>) -> RoutingState {
         RoutingState { question: "Who wrote Dune?".into(), pool, calls, turn: 0, max_turns: 4 }
     }
 
-    fn pool() -> Vec<ModelDescriptor> {
-        vec![
-            model("qwen-7b", 0.1, 0.2, Some(7.0)),
-            model("llama-70b", 0.9, 0.9, Some(70.0)),
-            model("mystery-pro", 10.0, 30.0, None),
-            model("mixtral-8x7b", 0.6, 0.6, Some(46.7)),
-        ]
-    }
-
-    fn routed(action: Action) -> (String, String) {
-        match action {
-            Action::Route(r) => (r.model, r.query),
+    fn routed_to(pool: Vec<ModelDescriptor>) -> String {
+        match decide_largest(&state(pool, vec![]), &[]).unwrap() {
+            Action::Route(r) => r.model,
             Action::Answer(a) => panic!("expected a route, got answer {a:?}"),
         }
     }
 
-    fn answered(action: Action) -> String {
-        match action {
-            Action::Answer(a) => a,
-            Action::Route(r) => panic!("expected an answer, got route to {}", r.model),
-        }
-    }
-
     #[test]
-    fn routes_whole_question_to_largest_known_size() {
-        let (model, query) = routed(decide_largest(&state(pool(), vec![]), &[]).unwrap());
-        assert_eq!(model, "llama-70b");
-        assert_eq!(query, "Who wrote Dune?");
+    fn a_known_size_beats_an_unknown_one_however_pricey() {
+        let p = vec![
+            model("small", 0.1, 0.2, Some(8.0)),
+            model("mystery", 10.0, 30.0, None),
+            model("big", 1.0, 1.0, Some(70.0)),
+        ];
+        assert_eq!(routed_to(p), "big");
     }
 
     #[test]
     fn all_unknown_sizes_fall_back_to_output_price_then_name() {
         let p = vec![model("b", 5.0, 1.0, None), model("c", 0.0, 4.0, None), model("a", 0.0, 4.0, None)];
-        assert_eq!(routed(decide_largest(&state(p, vec![]), &[]).unwrap()).0, "a");
+        assert_eq!(routed_to(p), "a");
     }
 
     #[test]
-    fn answers_with_last_successful_reply_trimmed() {
-        let calls = vec![call("llama-70b", "  Frank Herbert\n", None)];
-        assert_eq!(answered(decide_largest(&state(pool(), calls), &[]).unwrap()), "Frank Herbert");
-    }
+    fn decide_maps_the_shared_flow_to_wit_types() {
+        let pool = || {
+            vec![
+                model("qwen-7b", 0.1, 0.2, Some(7.0)),
+                model("llama-70b", 0.9, 0.9, Some(70.0)),
+                model("mystery-pro", 10.0, 30.0, None),
+                model("mixtral-8x7b", 0.6, 0.6, Some(46.7)),
+            ]
+        };
+        match decide_largest(&state(pool(), vec![]), &[]).unwrap() {
+            Action::Route(r) => assert_eq!((r.model.as_str(), r.query.as_str()), ("llama-70b", "Who wrote Dune?")),
+            Action::Answer(a) => panic!("expected a route, got answer {a:?}"),
+        }
 
-    #[test]
-    fn failed_calls_give_dont_know() {
-        let calls = vec![call("llama-70b", "", Some("timeout"))];
-        assert_eq!(answered(decide_largest(&state(pool(), calls), &[]).unwrap()), DONT_KNOW);
-    }
+        let call = RoutedCall {
+            model: "qwen-7b".into(),
+            query: "Who wrote Dune?".into(),
+            reply: "  Frank Herbert\n".into(),
+            usage: Usage { input_tokens: 1, output_tokens: 1 },
+            cost: 0.0,
+            latency_ms: 1,
+            error: None,
+        };
+        let answer = decide_largest(&state(pool(), vec![call]), &[]).unwrap();
+        assert!(matches!(answer, Action::Answer(ref a) if a == "Frank Herbert"), "{answer:?}");
 
-    #[test]
-    fn last_turn_answers_instead_of_routing() {
-        let mut s = state(pool(), vec![]);
-        s.turn = 3;
-        assert_eq!(answered(decide_largest(&s, &[]).unwrap()), DONT_KNOW);
-        s.max_turns = 0;
-        s.turn = u32::MAX;
-        assert_eq!(answered(decide_largest(&s, &[]).unwrap()), DONT_KNOW);
-    }
-
-    #[test]
-    fn rejects_empty_pool_bad_descriptors_and_settings() {
         let err = decide_largest(&state(vec![], vec![]), &[]).unwrap_err();
         assert_eq!(err.kind, ErrorKind::InvalidInput);
-        let err = decide_largest(&state(vec![model("x", f64::NAN, 0.0, None)], vec![]), &[]).unwrap_err();
-        assert_eq!(err.kind, ErrorKind::InvalidInput);
+        assert!(err.message.starts_with("largest: "), "{}", err.message);
         let err = decide_largest(&state(pool(), vec![]), &[Setting { name: "k".into(), value: 1.0 }]).unwrap_err();
         assert_eq!(err.kind, ErrorKind::Unsupported);
     }
