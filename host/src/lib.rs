@@ -1,8 +1,14 @@
 //! Switchyard: a Router-R1 LLM router with sandboxed WebAssembly plugins.
 //!
 //! Modules, in the direction data flows: `cli` (the binary's commands) ->
-//! `plugin` (the sandboxed component runtime that rewards, costs, backend
-//! adapters and routing strategies run in).
+//! `server` (the OpenAI-compatible HTTP API) -> `engine` (the Router-R1 turn
+//! loop and its policies) -> `backend` (the model pool over adapter
+//! components) -> `plugin` (the sandboxed component runtime that rewards,
+//! costs, adapters and strategies run in). `config` describes all of it.
 
+pub mod backend;
 pub mod cli;
+pub mod config;
+pub mod engine;
 pub mod plugin;
+pub mod server;

@@ -5,6 +5,8 @@ use clap::{Parser, Subcommand};
 
 mod demo;
 mod plugin;
+mod score;
+mod serve;
 
 /// Switchyard: an LLM router trained with RL, with sandboxed Wasm plugins.
 #[derive(Debug, Parser)]
@@ -21,6 +23,10 @@ enum Command {
     Plugin(plugin::PluginCommand),
     /// Run the reference plugins end to end on a sample routing episode.
     Demo(demo::DemoArgs),
+    /// Serve the OpenAI-compatible routing API.
+    Serve(serve::ServeArgs),
+    /// Score raw trajectories (JSONL) with a reward component.
+    Score(score::ScoreArgs),
 }
 
 impl Cli {
@@ -28,6 +34,8 @@ impl Cli {
         match self.command {
             Command::Plugin(cmd) => cmd.run(),
             Command::Demo(args) => args.run(),
+            Command::Serve(args) => args.run(),
+            Command::Score(args) => args.run(),
         }
     }
 }

@@ -1,0 +1,450 @@
+//! One provider call: adapter builds the request, the host adds credentials
+//! and sends it, reads the reply (capped), the adapter parses it. Around it:
+//! per-model timeout, concurrency limit, retries with exponential backoff on
+//! 429 / 5xx / timeouts / connection errors, then the fallback model.
+
+use std::collections::HashSet;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::{Stream, StreamExt};
+use tokio::sync::OwnedSemaphorePermit;
+
+use super::pool::{Backend, Pool, estimate_tokens};
+use super::sse::SseParser;
+use crate::plugin::types::{
+    AuthScheme, ChatRequest, Completion, HttpRequest, HttpResponse, StreamDelta, StreamEvent, Usage,
+};
+use crate::plugin::{self, Warm};
+
+/// Why a call to a model failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum BackendError {
+    #[error("no model named `{0}` in the pool")]
+    UnknownModel(String),
+    #[error("model `{model}` timed out after {after:?}")]
+    Timeout { model: String, after: Duration },
+    #[error("model `{model}` answered HTTP {status}: {message}")]
+    Http { model: String, status: u16, message: String },
+    #[error("model `{model}`: connection failed: {message}")]
+    Transport { model: String, message: String },
+    #[error("model `{model}`: adapter: {message}")]
+    Adapter { model: String, message: String },
+    #[error("model `{model}`: cost component: {message}")]
+    Cost { model: String, message: String },
+    #[error("model `{model}`: reply larger than {limit} bytes")]
+    TooLarge { model: String, limit: usize },
+    #[error("model `{model}`: the stream ended before it finished")]
+    StreamCut { model: String },
+}
+
+impl BackendError {
+    /// Worth another attempt (or the fallback model).
+    pub fn retryable(&self) -> bool {
+        match self {
+            BackendError::Timeout { .. } | BackendError::Transport { .. } | BackendError::StreamCut { .. } => true,
+            BackendError::Http { status, .. } => *status == 429 || *status >= 500,
+            _ => false,
+        }
+    }
+
+    /// The HTTP status a client of the server should see for this failure.
+    pub fn client_status(&self) -> u16 {
+        match self {
+            BackendError::UnknownModel(_) => 404,
+            BackendError::Timeout { .. } => 504,
+            BackendError::Http { status: 429, .. } => 429,
+            _ => 502,
+        }
+    }
+}
+
+/// A successful non-streaming call.
+#[derive(Debug, Clone)]
+pub struct CallOutcome {
+    /// The model that answered (the fallback, if it was used).
+    pub model: String,
+    pub completion: Completion,
+    /// Reported usage, or an estimate when the provider reported none.
+    pub usage: Usage,
+    pub cost: f64,
+    pub latency: Duration,
+    /// Attempts made in total, across retries and fallback.
+    pub attempts: u32,
+}
+
+/// An item of a streaming pass-through call.
+#[derive(Debug, Clone)]
+pub enum StreamItem {
+    Delta(StreamDelta),
+    /// The stream finished; usage is the per-field maximum reported (or an
+    /// estimate), cost from the cost component.
+    Done {
+        model: String,
+        usage: Usage,
+        cost: f64,
+    },
+}
+
+pub type ItemStream = Pin<Box<dyn Stream<Item = Result<StreamItem, BackendError>> + Send>>;
+
+const BACKOFF_BASE: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(2);
+const RETRY_AFTER_MAX: Duration = Duration::from_secs(5);
+
+fn backoff(attempt: u32, retry_after: Option<Duration>) -> Duration {
+    retry_after
+        .map(|d| d.min(RETRY_AFTER_MAX))
+        .unwrap_or_else(|| (BACKOFF_BASE * 2u32.saturating_pow(attempt)).min(BACKOFF_MAX))
+}
+
+fn adapter_error(model: &str, e: plugin::Error) -> BackendError {
+    BackendError::Adapter { model: model.to_string(), message: e.to_string() }
+}
+
+impl Pool {
+    /// The backends to try for `name`: it, then its fallback chain (no repeats).
+    fn chain(&self, name: &str) -> Result<Vec<Arc<Backend>>, BackendError> {
+        let first = self.resolve(name).ok_or_else(|| BackendError::UnknownModel(name.trim().to_string()))?.clone();
+        let mut seen = HashSet::from([first.name().to_string()]);
+        let mut chain = vec![first];
+        while let Some(next) = chain.last().and_then(|b| b.config.fallback.as_deref()).and_then(|f| self.resolve(f)) {
+            if !seen.insert(next.name().to_string()) {
+                break;
+            }
+            chain.push(next.clone());
+        }
+        Ok(chain)
+    }
+
+    /// Turn the adapter's request into a reqwest request with credentials.
+    fn prepare(&self, backend: &Backend, http: HttpRequest) -> Result<reqwest::RequestBuilder, BackendError> {
+        let model = backend.name();
+        let endpoint = backend.config.endpoint.trim_end_matches('/');
+        // The adapter may only address the configured endpoint: the host is
+        // about to attach this model's credentials.
+        if !(http.url == endpoint || http.url.starts_with(&format!("{endpoint}/"))) {
+            return Err(BackendError::Adapter {
+                model: model.to_string(),
+                message: format!("request URL `{}` is outside the configured endpoint `{endpoint}`", http.url),
+            });
+        }
+        let method = reqwest::Method::from_bytes(http.method.as_bytes()).map_err(|_| BackendError::Adapter {
+            model: model.to_string(),
+            message: format!("bad method `{}`", http.method),
+        })?;
+        let mut request = self.client.request(method, &http.url).body(http.body);
+        for (k, v) in &http.headers {
+            if k.eq_ignore_ascii_case("authorization") || k.eq_ignore_ascii_case("x-api-key") {
+                continue; // credentials are the host's business
+            }
+            request = request.header(k, v);
+        }
+        if let Some(key) = &backend.api_key {
+            request = match &backend.auth {
+                AuthScheme::Bearer => request.bearer_auth(key),
+                AuthScheme::Header(name) => request.header(name.as_str(), key.as_str()),
+                AuthScheme::None => request,
+            };
+        }
+        Ok(request.timeout(backend.config.timeout()))
+    }
+
+    async fn acquire(&self, backend: &Backend) -> Result<OwnedSemaphorePermit, BackendError> {
+        let timeout = backend.config.timeout();
+        match tokio::time::timeout(timeout, backend.permits.clone().acquire_owned()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            _ => Err(BackendError::Timeout { model: backend.name().to_string(), after: timeout }),
+        }
+    }
+
+    /// Send, mapping transport failures; returns the response and Retry-After.
+    async fn send(
+        &self,
+        backend: &Backend,
+        request: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, BackendError> {
+        let model = backend.name().to_string();
+        request.send().await.map_err(|e| {
+            if e.is_timeout() {
+                BackendError::Timeout { model, after: backend.config.timeout() }
+            } else {
+                BackendError::Transport { model, message: e.to_string() }
+            }
+        })
+    }
+
+    /// Read a whole body, refusing more than `max_body_bytes`.
+    async fn read_body(&self, backend: &Backend, response: reqwest::Response) -> Result<Vec<u8>, BackendError> {
+        let model = backend.name();
+        let mut body = Vec::new();
+        let mut chunks = response.bytes_stream();
+        while let Some(chunk) = chunks.next().await {
+            let chunk = chunk.map_err(|e| {
+                if e.is_timeout() {
+                    BackendError::Timeout { model: model.to_string(), after: backend.config.timeout() }
+                } else {
+                    BackendError::Transport { model: model.to_string(), message: e.to_string() }
+                }
+            })?;
+            if body.len() + chunk.len() > self.max_body_bytes {
+                return Err(BackendError::TooLarge { model: model.to_string(), limit: self.max_body_bytes });
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
+    }
+
+    async fn attempt(
+        &self,
+        backend: &Backend,
+        request: &ChatRequest,
+    ) -> Result<(Completion, Duration), (BackendError, Option<Duration>)> {
+        let model = backend.name();
+        let http = backend
+            .adapter
+            .build_request(request, &backend.config.endpoint)
+            .map_err(|e| (adapter_error(model, e), None))?;
+        let started = Instant::now();
+        let response =
+            self.send(backend, self.prepare(backend, http).map_err(|e| (e, None))?).await.map_err(|e| (e, None))?;
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let headers = header_pairs(response.headers());
+        let body = self.read_body(backend, response).await.map_err(|e| (e, None))?;
+        let completion = backend.adapter.parse_response(&HttpResponse { status, headers, body });
+        match completion {
+            Ok(c) if (200..300).contains(&status) => Ok((c, started.elapsed())),
+            Ok(_) => {
+                Err((BackendError::Http { model: model.into(), status, message: "error status".into() }, retry_after))
+            }
+            Err(plugin::Error::Rejected { error, .. }) if !(200..300).contains(&status) => {
+                Err((BackendError::Http { model: model.into(), status, message: error.message }, retry_after))
+            }
+            Err(e) => Err((adapter_error(model, e), None)),
+        }
+    }
+
+    /// A complete (non-streaming) call to `name`, with retries and fallback.
+    pub async fn complete(&self, name: &str, request: &ChatRequest) -> Result<CallOutcome, BackendError> {
+        let mut attempts = 0;
+        let mut last = None;
+        for backend in self.chain(name)? {
+            let mut request = request.clone();
+            if backend.name() != name {
+                request.model = backend.config.remote_model().to_string();
+            }
+            let _permit = self.acquire(&backend).await?;
+            for attempt in 0..=backend.config.retries {
+                attempts += 1;
+                match self.attempt(&backend, &request).await {
+                    Ok((completion, latency)) => {
+                        let usage = completion.usage.unwrap_or_else(|| Usage {
+                            input_tokens: request.messages.iter().map(|m| estimate_tokens(&m.content)).sum(),
+                            output_tokens: estimate_tokens(&completion.text),
+                        });
+                        let latency_ms = latency.as_millis().try_into().unwrap_or(u32::MAX);
+                        let cost = self.price(&backend, usage, latency_ms)?;
+                        metrics::counter!("switchyard_backend_calls_total", "model" => backend.name().to_string(), "outcome" => "ok").increment(1);
+                        return Ok(CallOutcome {
+                            model: backend.name().to_string(),
+                            completion,
+                            usage,
+                            cost,
+                            latency,
+                            attempts,
+                        });
+                    }
+                    Err((error, retry_after)) => {
+                        metrics::counter!("switchyard_backend_calls_total", "model" => backend.name().to_string(), "outcome" => "error").increment(1);
+                        let retry = error.retryable();
+                        tracing::debug!(model = backend.name(), attempt, %error, "backend call failed");
+                        last = Some(error);
+                        if !retry {
+                            break;
+                        }
+                        if attempt < backend.config.retries {
+                            tokio::time::sleep(backoff(attempt, retry_after)).await;
+                        }
+                    }
+                }
+            }
+            // Only failures another model might not share move on to the fallback.
+            if last.as_ref().is_some_and(|e| !e.retryable()) {
+                break;
+            }
+        }
+        Err(last.unwrap_or_else(|| BackendError::UnknownModel(name.to_string())))
+    }
+
+    /// A streaming call to `name`. Failures before the first event retry and
+    /// fall back like `complete`; once an event has been yielded, a failure
+    /// ends the stream with an error item, never a silent clean end.
+    pub async fn stream(self: &Arc<Self>, name: &str, request: &ChatRequest) -> Result<ItemStream, BackendError> {
+        let mut last = None;
+        for backend in self.chain(name)? {
+            let mut request = request.clone();
+            request.streaming = true;
+            if backend.name() != name {
+                request.model = backend.config.remote_model().to_string();
+            }
+            for attempt in 0..=backend.config.retries {
+                let permit = self.acquire(&backend).await?;
+                match self.open_stream(&backend, &request, permit).await {
+                    Ok(stream) => return Ok(stream),
+                    Err((error, retry_after)) => {
+                        let retry = error.retryable();
+                        last = Some(error);
+                        if !retry {
+                            break;
+                        }
+                        if attempt < backend.config.retries {
+                            tokio::time::sleep(backoff(attempt, retry_after)).await;
+                        }
+                    }
+                }
+            }
+            if last.as_ref().is_some_and(|e| !e.retryable()) {
+                break;
+            }
+        }
+        Err(last.unwrap_or_else(|| BackendError::UnknownModel(name.to_string())))
+    }
+
+    /// Open one stream and read up to its first event, so that failures up
+    /// to there can still be retried.
+    async fn open_stream(
+        self: &Arc<Self>,
+        backend: &Arc<Backend>,
+        request: &ChatRequest,
+        permit: OwnedSemaphorePermit,
+    ) -> Result<ItemStream, (BackendError, Option<Duration>)> {
+        let model = backend.name().to_string();
+        let http = backend
+            .adapter
+            .build_request(request, &backend.config.endpoint)
+            .map_err(|e| (adapter_error(&model, e), None))?;
+        let started = Instant::now();
+        let response =
+            self.send(backend, self.prepare(backend, http).map_err(|e| (e, None))?).await.map_err(|e| (e, None))?;
+        let status = response.status().as_u16();
+        if !(200..300).contains(&status) {
+            let headers = header_pairs(response.headers());
+            let body = self.read_body(backend, response).await.map_err(|e| (e, None))?;
+            let message = match backend.adapter.parse_response(&HttpResponse { status, headers, body }) {
+                Err(plugin::Error::Rejected { error, .. }) => error.message,
+                _ => "error status".into(),
+            };
+            return Err((BackendError::Http { model, status, message }, None));
+        }
+        let mut state = StreamState {
+            pool: self.clone(),
+            backend: backend.clone(),
+            adapter: backend.adapter.warm(),
+            bytes: Box::pin(response.bytes_stream()),
+            parser: SseParser::new(),
+            pending: std::collections::VecDeque::new(),
+            usage: Usage::default(),
+            text_chars: 0,
+            prompt_tokens: request.messages.iter().map(|m| estimate_tokens(&m.content)).sum(),
+            started,
+            finished: false,
+            _permit: permit,
+        };
+        // Read until the first meaningful event; errors here are retryable.
+        let first = state.next_item().await.map_err(|e| (e, None))?;
+        let stream = futures_util::stream::unfold((state, Some(first)), |(mut state, first)| async move {
+            let item = match first {
+                Some(item) => item,
+                None => {
+                    if state.finished {
+                        return None;
+                    }
+                    match state.next_item().await {
+                        Ok(item) => item,
+                        Err(e) => {
+                            state.finished = true;
+                            return Some((Err(e), (state, None)));
+                        }
+                    }
+                }
+            };
+            if matches!(item, StreamItem::Done { .. }) {
+                state.finished = true;
+            }
+            Some((Ok(item), (state, None)))
+        });
+        Ok(Box::pin(stream))
+    }
+}
+
+struct StreamState {
+    pool: Arc<Pool>,
+    backend: Arc<Backend>,
+    adapter: Warm<crate::plugin::bindings::v0_1_0::adapter::Adapter>,
+    bytes: Pin<Box<dyn Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>,
+    parser: SseParser,
+    pending: std::collections::VecDeque<(String, String)>,
+    usage: Usage,
+    text_chars: usize,
+    prompt_tokens: u32,
+    started: Instant,
+    finished: bool,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl StreamState {
+    /// The next delta or the final `Done`; an error if the stream breaks.
+    async fn next_item(&mut self) -> Result<StreamItem, BackendError> {
+        let model = self.backend.name().to_string();
+        loop {
+            while let Some((event, data)) = self.pending.pop_front() {
+                match self.adapter.parse_stream_event(&event, &data).map_err(|e| adapter_error(&model, e))? {
+                    StreamEvent::Ignore => {}
+                    StreamEvent::Done => return Ok(self.done()?),
+                    StreamEvent::Delta(delta) => {
+                        if let Some(u) = delta.usage {
+                            // Per-field maximum: see `stream-delta.usage` in the WIT.
+                            self.usage.input_tokens = self.usage.input_tokens.max(u.input_tokens);
+                            self.usage.output_tokens = self.usage.output_tokens.max(u.output_tokens);
+                        }
+                        self.text_chars += delta.text.chars().count();
+                        if !delta.text.is_empty() || delta.finish_reason.is_some() {
+                            return Ok(StreamItem::Delta(delta));
+                        }
+                    }
+                }
+            }
+            match self.bytes.next().await {
+                Some(Ok(chunk)) => self.pending.extend(self.parser.push(&chunk)),
+                Some(Err(e)) if e.is_timeout() => {
+                    return Err(BackendError::Timeout { model, after: self.backend.config.timeout() });
+                }
+                Some(Err(_)) | None => return Err(BackendError::StreamCut { model }),
+            }
+        }
+    }
+
+    fn done(&mut self) -> Result<StreamItem, BackendError> {
+        let mut usage = self.usage;
+        if usage.input_tokens == 0 {
+            usage.input_tokens = self.prompt_tokens;
+        }
+        if usage.output_tokens == 0 {
+            usage.output_tokens = u32::try_from(self.text_chars.div_ceil(4)).unwrap_or(u32::MAX);
+        }
+        let latency_ms = self.started.elapsed().as_millis().try_into().unwrap_or(u32::MAX);
+        let cost = self.pool.price(&self.backend, usage, latency_ms)?;
+        Ok(StreamItem::Done { model: self.backend.name().to_string(), usage, cost })
+    }
+}
+
+fn header_pairs(headers: &reqwest::header::HeaderMap) -> Vec<(String, String)> {
+    headers.iter().filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string()))).collect()
+}

@@ -1,0 +1,382 @@
+//! Configuration: one TOML file describing the server, the plugins, the
+//! engine limits, the exposed policies and the model pool.
+//!
+//! Invariants: a `Config` that loaded is valid — every name resolves, every
+//! component file exists, every number is in range. Errors name the file,
+//! the field and the reason. Relative paths are relative to the file.
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::plugin::types::{CostBounds, ExampleScore, Metric, ModelDescriptor};
+
+/// A configuration problem, naming where it is.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}: {field}: {reason}")]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub field: String,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub server: ServerConfig,
+    #[serde(default)]
+    pub plugins: PluginsConfig,
+    #[serde(default)]
+    pub reward: RewardConfig,
+    #[serde(default)]
+    pub engine: EngineConfig,
+    #[serde(default)]
+    pub policies: Vec<PolicyConfig>,
+    #[serde(default)]
+    pub models: Vec<ModelConfig>,
+    /// The file this was loaded from (set by `load`).
+    #[serde(skip)]
+    pub path: PathBuf,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    pub listen: String,
+    /// Environment variable holding comma-separated client API keys; unset
+    /// or empty means no authentication.
+    pub api_keys_env: String,
+    /// Environment variable holding the admin key for `POST /admin/reload`;
+    /// unset means the endpoint is disabled.
+    pub admin_key_env: String,
+    pub body_limit_bytes: usize,
+    /// Whole-request deadline.
+    pub request_timeout_ms: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: "127.0.0.1:8080".into(),
+            api_keys_env: "SWITCHYARD_API_KEYS".into(),
+            admin_key_env: "SWITCHYARD_ADMIN_KEY".into(),
+            body_limit_bytes: 1 << 20,
+            request_timeout_ms: 120_000,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PluginsConfig {
+    /// Folder of built components; a component named `x` is `<dir>/x.wasm`.
+    pub dir: PathBuf,
+    /// The cost component every routed call is priced by.
+    pub cost: String,
+    /// Settings passed to the cost component.
+    pub cost_settings: BTreeMap<String, f64>,
+}
+
+impl Default for PluginsConfig {
+    fn default() -> Self {
+        PluginsConfig { dir: PathBuf::from("plugins/dist"), cost: "token-price".into(), cost_settings: BTreeMap::new() }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RewardConfig {
+    pub component: String,
+    pub alpha: f64,
+    pub metric: Metric,
+    pub cost_bounds: CostBounds,
+}
+
+impl Default for RewardConfig {
+    fn default() -> Self {
+        RewardConfig {
+            component: "router-r1".into(),
+            alpha: 0.0,
+            metric: Metric::ExactMatch,
+            cost_bounds: CostBounds::Fixed((0.0, 0.03)),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EngineConfig {
+    /// Routed turns before the final, routing-free generation.
+    pub max_turns: u32,
+    /// Cap on one inserted reply, in characters (the closing tag is extra).
+    pub observation_cap_chars: usize,
+    /// Cap on the trajectory text; the episode stops when it is exceeded.
+    pub max_context_chars: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig { max_turns: 4, observation_cap_chars: 2400, max_context_chars: 16_384 }
+    }
+}
+
+/// A routing policy exposed as a `model` name, e.g. `switchyard/cheapest`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyConfig {
+    pub name: String,
+    /// A strategy component (name in the plugins dir, or a path).
+    pub strategy: String,
+    #[serde(default)]
+    pub settings: BTreeMap<String, f64>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    pub name: String,
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    /// Adapter component (name in the plugins dir, or a path).
+    pub adapter: String,
+    /// Base URL, e.g. `https://api.openai.com/v1`.
+    pub endpoint: String,
+    /// The provider's id for the model (defaults to `name`).
+    #[serde(default)]
+    pub remote_model: Option<String>,
+    /// Environment variable holding this model's API key.
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    #[serde(default = "default_max_tokens")]
+    pub max_tokens: u32,
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+    #[serde(default = "default_retries")]
+    pub retries: u32,
+    #[serde(default)]
+    pub fallback: Option<String>,
+    #[serde(default = "default_concurrency")]
+    pub max_concurrency: usize,
+    pub descriptor: DescriptorConfig,
+}
+
+fn default_max_tokens() -> u32 {
+    512
+}
+fn default_timeout_ms() -> u64 {
+    30_000
+}
+fn default_retries() -> u32 {
+    2
+}
+fn default_concurrency() -> usize {
+    32
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DescriptorConfig {
+    pub price_in_per_mtok: f64,
+    pub price_out_per_mtok: f64,
+    pub latency_ms: u32,
+    pub context_tokens: u32,
+    #[serde(default)]
+    pub size_b: Option<f64>,
+    #[serde(default)]
+    pub strengths: Vec<String>,
+    #[serde(default)]
+    pub example_scores: BTreeMap<String, f64>,
+}
+
+impl ModelConfig {
+    pub fn descriptor(&self) -> ModelDescriptor {
+        let d = &self.descriptor;
+        ModelDescriptor {
+            name: self.name.clone(),
+            aliases: self.aliases.clone(),
+            price_in_per_mtok: d.price_in_per_mtok,
+            price_out_per_mtok: d.price_out_per_mtok,
+            latency_ms: d.latency_ms,
+            context_tokens: d.context_tokens,
+            size_b: d.size_b,
+            strengths: d.strengths.clone(),
+            example_scores: d
+                .example_scores
+                .iter()
+                .map(|(benchmark, score)| ExampleScore { benchmark: benchmark.clone(), score: *score })
+                .collect(),
+        }
+    }
+
+    pub fn remote_model(&self) -> &str {
+        self.remote_model.as_deref().unwrap_or(&self.name)
+    }
+
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms)
+    }
+}
+
+impl Config {
+    /// Read, parse and validate `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.to_path_buf(),
+            field: "(file)".into(),
+            reason: format!("cannot read: {e}"),
+        })?;
+        Config::parse(&text, path)
+    }
+
+    /// Parse and validate `text` as if read from `path`.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let mut config: Config = toml::from_str(text).map_err(|e| ConfigError {
+            file: path.to_path_buf(),
+            field: e.span().map_or("(syntax)".into(), |s| locate(text, s.start)),
+            reason: e.message().to_string(),
+        })?;
+        config.path = path.to_path_buf();
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn err(&self, field: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+        ConfigError { file: self.path.clone(), field: field.into(), reason: reason.into() }
+    }
+
+    /// Where a component named in this config lives: a path (contains `/`
+    /// or ends in `.wasm`), relative to the config file, or a name in `plugins.dir`.
+    pub fn component_path(&self, name: &str) -> PathBuf {
+        let base = self.path.parent().unwrap_or(Path::new("."));
+        if name.contains('/') || name.ends_with(".wasm") {
+            base.join(name)
+        } else {
+            base.join(&self.plugins.dir).join(format!("{name}.wasm"))
+        }
+    }
+
+    pub fn listen_addr(&self) -> SocketAddr {
+        // Validated in `validate`.
+        self.server.listen.parse().unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 8080)))
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.server.listen.parse::<SocketAddr>().is_err() {
+            return Err(
+                self.err("server.listen", format!("`{}` is not an address like 127.0.0.1:8080", self.server.listen))
+            );
+        }
+        if self.server.body_limit_bytes == 0 {
+            return Err(self.err("server.body_limit_bytes", "must be positive"));
+        }
+        if self.server.request_timeout_ms == 0 {
+            return Err(self.err("server.request_timeout_ms", "must be positive"));
+        }
+        self.check_component("plugins.cost", &self.plugins.cost)?;
+        self.check_component("reward.component", &self.reward.component)?;
+        if !(0.0..=1.0).contains(&self.reward.alpha) {
+            return Err(self.err("reward.alpha", format!("must be in [0, 1], got {}", self.reward.alpha)));
+        }
+        if self.engine.max_turns == 0 {
+            return Err(self.err("engine.max_turns", "must be at least 1"));
+        }
+        if self.engine.observation_cap_chars == 0 || self.engine.max_context_chars == 0 {
+            return Err(self.err("engine", "observation_cap_chars and max_context_chars must be positive"));
+        }
+
+        let mut names = HashSet::new();
+        for (i, m) in self.models.iter().enumerate() {
+            let field = |f: &str| format!("models[{i}].{f}");
+            if m.name.trim().is_empty() || m.name.contains(':') {
+                return Err(
+                    self.err(field("name"), "must be non-empty and contain no colon (it is split on in `name: query`)")
+                );
+            }
+            for n in std::iter::once(&m.name).chain(&m.aliases) {
+                if !names.insert(n.trim().to_lowercase()) {
+                    return Err(self.err(
+                        field("name"),
+                        format!("`{n}` is used by more than one model (names and aliases are case-insensitive)"),
+                    ));
+                }
+            }
+            self.check_component(&field("adapter"), &m.adapter)?;
+            match reqwest::Url::parse(&m.endpoint) {
+                Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {}
+                _ => return Err(self.err(field("endpoint"), format!("`{}` is not an http(s) URL", m.endpoint))),
+            }
+            let d = &m.descriptor;
+            if !(d.price_in_per_mtok >= 0.0
+                && d.price_out_per_mtok >= 0.0
+                && d.price_in_per_mtok.is_finite()
+                && d.price_out_per_mtok.is_finite())
+            {
+                return Err(self.err(field("descriptor"), "prices must be finite and non-negative"));
+            }
+            if m.max_concurrency == 0 {
+                return Err(self.err(field("max_concurrency"), "must be at least 1"));
+            }
+            if m.timeout_ms == 0 {
+                return Err(self.err(field("timeout_ms"), "must be positive"));
+            }
+        }
+        for (i, m) in self.models.iter().enumerate() {
+            if let Some(fallback) = &m.fallback {
+                match self.model(fallback) {
+                    None => {
+                        return Err(self
+                            .err(format!("models[{i}].fallback"), format!("`{fallback}` is not a model in the pool")));
+                    }
+                    Some(f) if f.name == m.name => {
+                        return Err(self.err(format!("models[{i}].fallback"), "a model cannot fall back to itself"));
+                    }
+                    _ => {}
+                }
+            }
+        }
+
+        let mut policy_names = HashSet::new();
+        for (i, p) in self.policies.iter().enumerate() {
+            if !policy_names.insert(p.name.as_str()) {
+                return Err(self.err(format!("policies[{i}].name"), format!("`{}` is defined twice", p.name)));
+            }
+            if self.model(&p.name).is_some() {
+                return Err(self.err(format!("policies[{i}].name"), format!("`{}` is also a model name", p.name)));
+            }
+            self.check_component(&format!("policies[{i}].strategy"), &p.strategy)?;
+        }
+        Ok(())
+    }
+
+    fn check_component(&self, field: &str, name: &str) -> Result<(), ConfigError> {
+        let path = self.component_path(name);
+        if path.is_file() {
+            Ok(())
+        } else {
+            Err(self.err(
+                field,
+                format!("component `{name}` not found at {} (run scripts/setup to build the plugins)", path.display()),
+            ))
+        }
+    }
+
+    /// The model with this name or alias (exact, case-insensitive).
+    pub fn model(&self, name: &str) -> Option<&ModelConfig> {
+        let wanted = name.trim().to_lowercase();
+        self.models
+            .iter()
+            .find(|m| std::iter::once(&m.name).chain(&m.aliases).any(|n| n.trim().to_lowercase() == wanted))
+    }
+}
+
+/// `line L, column C` of a byte offset, for syntax errors.
+fn locate(text: &str, offset: usize) -> String {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    format!("line {line}, column {column}")
+}

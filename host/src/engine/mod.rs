@@ -1,0 +1,13 @@
+//! The routing engine: the Router-R1 tag protocol, policies, and the turn
+//! loop that runs a policy over the model pool and records the trajectory.
+//!
+//! Data flow: server -> `run::run(policy, pool, question)` -> policy writes a
+//! turn -> `protocol` parses it -> `backend::Pool` makes the call -> the
+//! reply goes back into the episode as an information block.
+
+pub mod policy;
+pub mod protocol;
+pub mod run;
+
+pub use policy::{Episode, Policy, PolicyError, ScriptedPolicy, StrategyPolicy};
+pub use run::{StopReason, Trace, run};

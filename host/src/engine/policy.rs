@@ -1,0 +1,123 @@
+//! Policies: what writes the router's side of a trajectory.
+//!
+//! A policy produces the router's text for one turn, stopping after
+//! `</search>` or `</answer>` (see `protocol::STOP_STRINGS`). Text
+//! generators (the ONNX router) do that natively; a strategy component
+//! decides an action, which is rendered as protocol text — so every policy
+//! yields the same kind of trajectory, scored by the same reward.
+
+use futures_util::future::BoxFuture;
+
+use crate::plugin::types::{Action, ModelDescriptor, RoutedCall, RoutingState, Segment, Setting};
+use crate::plugin::{Plugin, Strategy};
+
+/// Everything a policy may look at when writing its next turn.
+#[derive(Clone, Debug)]
+pub struct Episode {
+    pub question: String,
+    pub pool: Vec<ModelDescriptor>,
+    /// The trajectory so far (router and host segments, in order).
+    pub segments: Vec<Segment>,
+    pub calls: Vec<RoutedCall>,
+    /// Zero-based turn index.
+    pub turn: u32,
+    /// Routed turns allowed; the turn after them is the final one.
+    pub max_turns: u32,
+    /// On the final turn routing is not allowed: the policy must answer.
+    pub final_turn: bool,
+}
+
+/// Why a policy could not produce its turn.
+#[derive(Debug, thiserror::Error)]
+#[error("policy `{policy}`: {message}")]
+pub struct PolicyError {
+    pub policy: String,
+    pub message: String,
+}
+
+pub trait Policy: Send + Sync {
+    /// The name clients use for it (e.g. `switchyard/cheapest`).
+    fn name(&self) -> &str;
+
+    /// The router's text for the current turn of `episode`.
+    fn next_turn<'a>(&'a self, episode: &'a Episode) -> BoxFuture<'a, Result<String, PolicyError>>;
+}
+
+/// A strategy component as a policy.
+pub struct StrategyPolicy {
+    name: String,
+    strategy: Plugin<Strategy>,
+    settings: Vec<Setting>,
+}
+
+impl StrategyPolicy {
+    pub fn new(name: impl Into<String>, strategy: Plugin<Strategy>, settings: Vec<Setting>) -> Self {
+        StrategyPolicy { name: name.into(), strategy, settings }
+    }
+
+    fn decide(&self, episode: &Episode) -> Result<String, PolicyError> {
+        let state = RoutingState {
+            question: episode.question.clone(),
+            pool: episode.pool.clone(),
+            calls: episode.calls.clone(),
+            turn: episode.turn,
+            // The final turn is the strategy's last: it must answer there.
+            max_turns: episode.max_turns + 1,
+        };
+        let action = self
+            .strategy
+            .decide(&state, &self.settings)
+            .map_err(|e| PolicyError { policy: self.name.clone(), message: e.to_string() })?;
+        let plugin = self.strategy.name();
+        Ok(match action {
+            Action::Route(route) => format!(
+                "<think>Strategy {plugin} asks {}.</think>\n<search>{}: {}</search>",
+                route.model,
+                route.model,
+                one_line(&route.query)
+            ),
+            Action::Answer(answer) => {
+                format!("<think>Strategy {plugin} answers.</think>\n<answer>{}</answer>", one_line(&answer))
+            }
+        })
+    }
+}
+
+/// Tag text from a strategy must not forge protocol structure.
+fn one_line(text: &str) -> String {
+    super::protocol::neutralise(text.trim())
+}
+
+impl Policy for StrategyPolicy {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn next_turn<'a>(&'a self, episode: &'a Episode) -> BoxFuture<'a, Result<String, PolicyError>> {
+        Box::pin(async move { self.decide(episode) })
+    }
+}
+
+/// Replays fixed turn texts, in order (tests, demos, replaying recorded
+/// trajectories). After the script ends it writes nothing.
+pub struct ScriptedPolicy {
+    name: String,
+    turns: Vec<String>,
+}
+
+impl ScriptedPolicy {
+    pub fn new(name: impl Into<String>, turns: Vec<String>) -> Self {
+        ScriptedPolicy { name: name.into(), turns }
+    }
+}
+
+impl Policy for ScriptedPolicy {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn next_turn<'a>(&'a self, episode: &'a Episode) -> BoxFuture<'a, Result<String, PolicyError>> {
+        let text = self.turns.get(episode.turn as usize).cloned().unwrap_or_default();
+        Box::pin(async move { Ok(text) })
+    }
+}

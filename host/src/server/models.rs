@@ -1,0 +1,25 @@
+//! `GET /v1/models`: policies and pool models, OpenAI's list shape plus
+//! each model's descriptor.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use serde_json::{Value, json};
+
+use super::AppState;
+use super::openai::unix_time;
+
+pub async fn list(State(state): State<Arc<AppState>>) -> Json<Value> {
+    let snapshot = state.snapshot();
+    let created = unix_time();
+    let policies = snapshot.config.policies.iter().map(|p| {
+        json!({ "id": p.name, "object": "model", "created": created, "owned_by": "switchyard",
+                "switchyard": { "kind": "policy", "strategy": p.strategy } })
+    });
+    let models = snapshot.pool.backends().iter().map(|b| {
+        json!({ "id": b.name(), "object": "model", "created": created, "owned_by": "pool",
+                "switchyard": { "kind": "model", "adapter": b.config.adapter, "descriptor": b.descriptor } })
+    });
+    Json(json!({ "object": "list", "data": policies.chain(models).collect::<Vec<_>>() }))
+}

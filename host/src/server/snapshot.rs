@@ -1,0 +1,61 @@
+//! What a request runs against: the configuration with its loaded pool,
+//! policies and reward. Reload builds a new snapshot and swaps it in;
+//! requests hold the `Arc` they started with, so in-flight requests finish
+//! on the old set, and a broken new config or component leaves the old
+//! snapshot serving.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+
+use crate::backend::Pool;
+use crate::config::Config;
+use crate::engine::{Policy, StrategyPolicy};
+use crate::plugin::types::Setting;
+use crate::plugin::{Plugin, Reward, Runtime, Strategy};
+
+pub struct Snapshot {
+    pub config: Config,
+    pub pool: Arc<Pool>,
+    pub policies: BTreeMap<String, Arc<dyn Policy>>,
+    pub reward: Plugin<Reward>,
+    /// Client API keys (empty: no authentication).
+    pub api_keys: Vec<String>,
+    /// Admin key for `/admin/reload` (None: the endpoint is disabled).
+    pub admin_key: Option<String>,
+}
+
+impl Snapshot {
+    /// Load `path` and every component it names.
+    pub fn load(path: &Path, runtime: &Arc<Runtime>) -> anyhow::Result<Snapshot> {
+        let config = Config::load(path)?;
+        Snapshot::from_config(config, runtime)
+    }
+
+    pub fn from_config(config: Config, runtime: &Arc<Runtime>) -> anyhow::Result<Snapshot> {
+        let file = config.path.display().to_string();
+        let pool =
+            Arc::new(Pool::from_config(&config, runtime).with_context(|| format!("{file}: loading the model pool"))?);
+        let mut policies: BTreeMap<String, Arc<dyn Policy>> = BTreeMap::new();
+        for p in &config.policies {
+            let strategy = Plugin::<Strategy>::load(runtime, &config.component_path(&p.strategy))
+                .with_context(|| format!("{file}: policy `{}`", p.name))?;
+            let settings =
+                p.settings.iter().map(|(name, value)| Setting { name: name.clone(), value: *value }).collect();
+            policies.insert(p.name.clone(), Arc::new(StrategyPolicy::new(p.name.clone(), strategy, settings)));
+        }
+        let reward = Plugin::<Reward>::load(runtime, &config.component_path(&config.reward.component))
+            .with_context(|| format!("{file}: reward component"))?;
+        let api_keys = std::env::var(&config.server.api_keys_env)
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|k| !k.is_empty())
+            .map(String::from)
+            .collect();
+        let admin_key = std::env::var(&config.server.admin_key_env).ok().filter(|k| !k.is_empty());
+        Ok(Snapshot { config, pool, policies, reward, api_keys, admin_key })
+    }
+}
