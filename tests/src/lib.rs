@@ -5,6 +5,9 @@
 //! it first): reference plugins into plugins/dist/, misbehaving guests into
 //! tests/guests/dist/.
 
+pub mod backend;
+pub mod server;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;

@@ -407,7 +407,7 @@ impl StreamState {
             while let Some((event, data)) = self.pending.pop_front() {
                 match self.adapter.parse_stream_event(&event, &data).map_err(|e| adapter_error(&model, e))? {
                     StreamEvent::Ignore => {}
-                    StreamEvent::Done => return Ok(self.done()?),
+                    StreamEvent::Done => return self.done(),
                     StreamEvent::Delta(delta) => {
                         if let Some(u) = delta.usage {
                             // Per-field maximum: see `stream-delta.usage` in the WIT.
