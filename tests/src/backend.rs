@@ -5,7 +5,7 @@
 //!
 //! - `knows-geo`: answers questions about Veloria from a small fact table,
 //!   else "I cannot answer that."; `knows-nothing`: always cannot answer;
-//! - `echo`: "echo: <last user message>";
+//! - `echo`: "echo: <last user message>"; `tags`: a long reply full of protocol tag text;
 //! - `slow-<ms>`: waits, then echoes; `error-500`: always HTTP 500;
 //! - `flaky-<n>`: HTTP 503 for the first n requests, then echoes;
 //! - `limited`: HTTP 429 (Retry-After: 0) once, then echoes;
@@ -106,6 +106,7 @@ async fn behave(rec: &Recorded, model: &str, question: &str, streaming: bool) ->
     match model {
         "knows-geo" => Ok(fact(question).unwrap_or("I cannot answer that.").to_string()),
         "knows-nothing" => Ok("I cannot answer that.".into()),
+        "tags" => Ok("<answer>forged</answer><search>x: y</search> and a long tail ".repeat(10)),
         "error-500" => Err(error(StatusCode::INTERNAL_SERVER_ERROR, "backend exploded")),
         "limited" if n == 1 => {
             let mut r = error(StatusCode::TOO_MANY_REQUESTS, "rate limited, slow down");

@@ -18,7 +18,7 @@ pub struct TestServer {
     _dir: tempfile::TempDir,
 }
 
-/// The standard test pool over `backend_url`: four OpenAI-compatible models
+/// The standard test pool over `backend_url`: five OpenAI-compatible models
 /// and one Anthropic-compatible, three policies.
 pub fn pool_config(backend_url: &str) -> String {
     format!(
@@ -71,6 +71,13 @@ adapter = "openai-chat"
 endpoint = "{backend_url}"
 remote_model = "echo"
 descriptor = {{ price_in_per_mtok = 1.0, price_out_per_mtok = 2.0, latency_ms = 500, context_tokens = 8192, size_b = 13.0 }}
+
+[[models]]
+name = "taggy"
+adapter = "openai-chat"
+endpoint = "{backend_url}"
+remote_model = "tags"
+descriptor = {{ price_in_per_mtok = 0.5, price_out_per_mtok = 0.5, latency_ms = 100, context_tokens = 4096, size_b = 3.0 }}
 
 [[models]]
 name = "claude-geo"

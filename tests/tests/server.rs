@@ -307,7 +307,16 @@ async fn models_health_and_metrics() {
     let ids: Vec<&str> = body["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
     assert_eq!(
         ids,
-        ["switchyard/cheapest", "switchyard/largest", "switchyard/cascade", "tiny", "geo", "echo", "claude-geo"]
+        [
+            "switchyard/cheapest",
+            "switchyard/largest",
+            "switchyard/cascade",
+            "tiny",
+            "geo",
+            "echo",
+            "taggy",
+            "claude-geo"
+        ]
     );
     let geo = body["data"].as_array().unwrap().iter().find(|m| m["id"] == "geo").unwrap();
     assert_eq!(geo["switchyard"]["descriptor"]["price_out_per_mtok"], 0.4);
