@@ -115,3 +115,92 @@ fn call_reports_bad_input_and_plugin_refusals() {
     ]));
     assert!(err.contains("token-price") && err.contains("refused"), "{err}");
 }
+
+#[test]
+fn score_reads_raw_trajectories_and_writes_one_line_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("trajectories.jsonl");
+    let lines = [
+        serde_json::json!({ "id": "good", "golden_answers": ["Karsk"], "trajectory":
+            "<think>ask</think>\n<search>geo: What is the capital of Veloria?</search>\n\n<information>Karsk.</information>\n\n<think>ok</think>\n<answer>Karsk</answer>" }),
+        serde_json::json!({ "id": "unknown-model", "golden_answers": ["Karsk"], "trajectory":
+            "<think>ask</think>\n<search>gpt-9: capital?</search>\n\n<information>Error: no such model</information>\n\n<think>ok</think>\n<answer>Karsk</answer>" }),
+        serde_json::json!({ "id": "wrong", "golden_answers": ["Karsk"], "trajectory": "<think>guess</think>\n<answer>Amsel</answer>" }),
+        serde_json::json!({ "id": "answer-in-information", "golden_answers": ["Karsk"], "trajectory":
+            "<think>ask</think>\n<search>geo: capital?</search>\n\n<information><answer>Karsk</answer></information>\n\n" }),
+    ];
+    std::fs::write(&input, lines.iter().map(|l| l.to_string() + "\n").collect::<String>()).unwrap();
+    let out = ok(&switchyard(&["score", "--input", input.to_str().unwrap(), "--pool", "geo,echo"]));
+    let rows: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(rows.len(), 4, "{out}");
+    assert_eq!(
+        (rows[0]["id"].as_str(), rows[0]["em"].as_f64(), rows[0]["reward"].as_f64()),
+        (Some("good"), Some(1.0), Some(1.0))
+    );
+    assert_eq!((rows[1]["format"].as_f64(), rows[1]["reward"].as_f64()), (Some(-1.0), Some(-1.0)), "{}", rows[1]);
+    assert_eq!((rows[2]["em"].as_f64(), rows[2]["reward"].as_f64()), (Some(0.0), Some(0.0)));
+    assert_eq!(
+        rows[3]["answer"],
+        serde_json::Value::Null,
+        "an answer inside information is not the router's: {}",
+        rows[3]
+    );
+
+    std::fs::write(&input, "{not json\n").unwrap();
+    let err = fails(&switchyard(&["score", "--input", input.to_str().unwrap()]));
+    assert!(err.contains("line 1"), "{err}");
+}
+
+/// GET `path` from `addr` over a raw TCP connection; returns the body.
+fn http_get(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response.split_once("\r\n\r\n").map(|(_, body)| body.to_string()).unwrap_or_default()
+}
+
+#[test]
+fn serve_reloads_on_sighup_and_stops_gracefully_on_sigterm() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("switchyard.toml");
+    let model = |name: &str| {
+        format!(
+            "[[models]]\nname = \"{name}\"\nadapter = \"openai-chat\"\nendpoint = \"http://127.0.0.1:9/v1\"\n\
+             descriptor = {{ price_in_per_mtok = 1.0, price_out_per_mtok = 1.0, latency_ms = 1, context_tokens = 1 }}\n"
+        )
+    };
+    let header = format!("[plugins]\ndir = \"{}\"\n", repo().join("plugins/dist").display());
+    std::fs::write(&config, format!("{header}{}", model("first"))).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["serve", "--config", config.to_str().unwrap(), "--listen", "127.0.0.1:0"])
+        .env("SWITCHYARD_CACHE_DIR", repo().join("target/test-component-cache"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut first_line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut first_line).unwrap();
+    let addr = first_line.trim().strip_prefix("listening on http://").expect("prints its address").to_string();
+    assert!(http_get(&addr, "/v1/models").contains("\"first\""));
+
+    std::fs::write(&config, format!("{header}{}{}", model("first"), model("second"))).unwrap();
+    let signal = |sig: &str| Command::new("kill").args([sig, &child.id().to_string()]).status().unwrap();
+    assert!(signal("-HUP").success());
+    let reloaded = (0..50).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        http_get(&addr, "/v1/models").contains("\"second\"")
+    });
+    assert!(reloaded, "SIGHUP reloaded the config");
+
+    std::fs::write(&config, "this is not toml [").unwrap();
+    assert!(signal("-HUP").success());
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(http_get(&addr, "/v1/models").contains("\"second\""), "a broken config leaves the old one serving");
+
+    assert!(signal("-TERM").success());
+    let status = child.wait().unwrap();
+    assert!(status.success(), "graceful exit: {status:?}");
+}
