@@ -417,3 +417,49 @@ async fn graceful_shutdown_finishes_in_flight_requests() {
     assert_eq!(response.status(), 200);
     server.finished.take().unwrap().await.unwrap().unwrap();
 }
+
+#[tokio::test]
+async fn the_cost_component_defines_what_a_call_costs() {
+    let backend = backend::start().await;
+    let token_priced = TestServer::start(&pool_config(&backend.url())).await;
+    let latency_priced = TestServer::start(
+        &pool_config(&backend.url())
+            .replace("cost = \"token-price\"", "cost = \"latency-weighted\"\ncost_settings = { per-second = 100.0 }"),
+    )
+    .await;
+    let cost = |body: &Value| body["switchyard"]["cost"].as_f64().unwrap();
+    let (_, a) = json_of(token_priced.post("/v1/chat/completions", ask("echo", "hi")).await).await;
+    let (_, b) = json_of(latency_priced.post("/v1/chat/completions", ask("echo", "hi")).await).await;
+    assert!(cost(&b) > cost(&a), "latency is charged: {} vs {}", cost(&b), cost(&a));
+}
+
+#[tokio::test]
+async fn the_per_model_concurrency_limit_queues_requests() {
+    let backend = backend::start().await;
+    let config = with_model(&pool_config(&backend.url()), "single", "slow-300", "max_concurrency = 1");
+    let server = std::sync::Arc::new(TestServer::start(&config).await);
+    let started = std::time::Instant::now();
+    let tasks: Vec<_> = (0..3)
+        .map(|_| {
+            let server = server.clone();
+            tokio::spawn(async move { server.post("/v1/chat/completions", ask("single", "hi")).await.status() })
+        })
+        .collect();
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 200);
+    }
+    assert!(started.elapsed() >= std::time::Duration::from_millis(900), "one at a time: {:?}", started.elapsed());
+}
+
+#[tokio::test]
+async fn plugin_errors_are_counted_by_type() {
+    let backend = backend::start().await;
+    let config = with_model(&pool_config(&backend.url()), "garbled", "malformed", "retries = 0");
+    let server = TestServer::start(&config).await;
+    server.post("/v1/chat/completions", ask("garbled", "hi")).await;
+    let metrics = server.client.get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(
+        metrics.contains("switchyard_plugin_errors_total{type=\"rejected\",kind=\"adapter\",plugin=\"openai-chat\"}"),
+        "{metrics}"
+    );
+}

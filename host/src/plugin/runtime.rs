@@ -165,6 +165,10 @@ fn engine_config(pooling: Option<PoolingAllocationConfig>) -> Config {
     // Guests get 512 KiB of wasm stack: deep enough for real plugins, and an
     // unbounded recursion hits it in microseconds.
     config.max_wasm_stack(512 * 1024);
+    // Copy data segments into a fresh instance instead of mapping them
+    // copy-on-write: our components' data is a few KiB, and CoW faults in a
+    // multi-threaded server cost TLB shootdowns on every instantiation.
+    config.memory_init_cow(false);
     if let Some(pool) = pooling {
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     }

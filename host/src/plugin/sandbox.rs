@@ -34,6 +34,20 @@ pub(crate) fn run<R: OutputSize>(
     let limits = runtime.limits(info.kind);
     store.set_epoch_deadline(runtime.deadline_ticks(info.kind));
     store.epoch_deadline_trap();
+    let result = outcome(info, &limits, store, f);
+    if let Err(e) = &result {
+        metrics::counter!("switchyard_plugin_errors_total", "type" => e.label(), "kind" => info.kind.world(), "plugin" => info.name.clone())
+            .increment(1);
+    }
+    result
+}
+
+fn outcome<R: OutputSize>(
+    info: &PluginInfo,
+    limits: &Limits,
+    store: &mut Store<StoreState>,
+    f: impl FnOnce(&mut Store<StoreState>) -> wasmtime::Result<Result<R, PluginError>>,
+) -> Result<R, Error> {
     match f(store) {
         Ok(Ok(value)) => {
             let size = value.output_size();
@@ -43,7 +57,7 @@ pub(crate) fn run<R: OutputSize>(
             Ok(value)
         }
         Ok(Err(error)) => Err(Error::Rejected { plugin: info.name.clone(), error }),
-        Err(err) => Err(classify(info, &limits, store.data(), err)),
+        Err(err) => Err(classify(info, limits, store.data(), err)),
     }
 }
 

@@ -47,10 +47,7 @@ pub async fn route(
         let r = &snapshot.config.reward;
         let params = RewardParams { alpha: r.alpha, metric: r.metric, cost_bounds: r.cost_bounds };
         let input = ScoringInput { trajectory: trace.trajectory.clone(), golden_answers };
-        let scored = snapshot.reward.score(&input, &params).map_err(|e| {
-            metrics::counter!("switchyard_plugin_errors_total", "type" => e.label()).increment(1);
-            ApiError::internal(e.to_string())
-        })?;
+        let scored = snapshot.reward.score(&input, &params).map_err(|e| ApiError::internal(e.to_string()))?;
         body["reward"] = json!(scored);
     }
     Ok(Json(body))
