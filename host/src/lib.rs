@@ -12,3 +12,4 @@ pub mod config;
 pub mod engine;
 pub mod plugin;
 pub mod server;
+pub mod sim;
