@@ -331,10 +331,10 @@ pub fn generate(world: &World, n: usize, seed: u64) -> Vec<Question> {
             Intent::Compare(a, x, y)
         };
         // A two-hop question whose bridge is the subject itself is not two hops.
-        if let Intent::TwoHop(inner, outer, s) = intent {
-            if world.fact(inner, s).and_then(|b| world.fact(outer, b)) == Some(s) {
-                continue;
-            }
+        if let Intent::TwoHop(inner, outer, s) = intent
+            && world.fact(inner, s).and_then(|b| world.fact(outer, b)) == Some(s)
+        {
+            continue;
         }
         if !seen.insert(intent) {
             continue;
