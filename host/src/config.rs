@@ -281,8 +281,8 @@ impl Config {
         if !(0.0..=1.0).contains(&self.reward.alpha) {
             return Err(self.err("reward.alpha", format!("must be in [0, 1], got {}", self.reward.alpha)));
         }
-        if self.engine.max_turns == 0 {
-            return Err(self.err("engine.max_turns", "must be at least 1"));
+        if !(1..=64).contains(&self.engine.max_turns) {
+            return Err(self.err("engine.max_turns", "must be between 1 and 64"));
         }
         if self.engine.observation_cap_chars == 0 || self.engine.max_context_chars == 0 {
             return Err(self.err("engine", "observation_cap_chars and max_context_chars must be positive"));
@@ -291,10 +291,11 @@ impl Config {
         let mut names = HashSet::new();
         for (i, m) in self.models.iter().enumerate() {
             let field = |f: &str| format!("models[{i}].{f}");
-            if m.name.trim().is_empty() || m.name.contains(':') {
-                return Err(
-                    self.err(field("name"), "must be non-empty and contain no colon (it is split on in `name: query`)")
-                );
+            if std::iter::once(&m.name).chain(&m.aliases).any(|n| n.trim().is_empty() || n.contains(':')) {
+                return Err(self.err(
+                    field("name"),
+                    "names and aliases must be non-empty and contain no colon (it is split on in `name: query`)",
+                ));
             }
             for n in std::iter::once(&m.name).chain(&m.aliases) {
                 if !names.insert(n.trim().to_lowercase()) {
@@ -375,7 +376,7 @@ impl Config {
 
 /// `line L, column C` of a byte offset, for syntax errors.
 fn locate(text: &str, offset: usize) -> String {
-    let before = &text[..offset.min(text.len())];
+    let before = text.get(..offset).unwrap_or(text);
     let line = before.matches('\n').count() + 1;
     let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
     format!("line {line}, column {column}")

@@ -49,12 +49,20 @@ impl BackendError {
         }
     }
 
+    /// Caused by the request itself (the provider refused its content):
+    /// another model would refuse it too, so no fallback.
+    pub fn client_caused(&self) -> bool {
+        matches!(self, BackendError::UnknownModel(_) | BackendError::Http { status: 400 | 413 | 422, .. })
+    }
+
     /// The HTTP status a client of the server should see for this failure.
     pub fn client_status(&self) -> u16 {
         match self {
             BackendError::UnknownModel(_) => 404,
             BackendError::Timeout { .. } => 504,
             BackendError::Http { status: 429, .. } => 429,
+            // The provider refused the request's content (e.g. too long).
+            BackendError::Http { status: 400 | 413 | 422, .. } => 400,
             _ => 502,
         }
     }
@@ -119,7 +127,12 @@ impl Pool {
     }
 
     /// Turn the adapter's request into a reqwest request with credentials.
-    fn prepare(&self, backend: &Backend, http: HttpRequest) -> Result<reqwest::RequestBuilder, BackendError> {
+    fn prepare(
+        &self,
+        backend: &Backend,
+        http: HttpRequest,
+        streaming: bool,
+    ) -> Result<reqwest::RequestBuilder, BackendError> {
         let model = backend.name();
         let endpoint = backend.config.endpoint.trim_end_matches('/');
         // The adapter may only address the configured endpoint: the host is
@@ -135,9 +148,18 @@ impl Pool {
             message: format!("bad method `{}`", http.method),
         })?;
         let mut request = self.client.request(method, &http.url).body(http.body);
+
+        let credential_header = match &backend.auth {
+            AuthScheme::Header(name) => name.as_str(),
+            _ => "authorization",
+        };
         for (k, v) in &http.headers {
-            if k.eq_ignore_ascii_case("authorization") || k.eq_ignore_ascii_case("x-api-key") {
-                continue; // credentials are the host's business
+            // Credentials are the host's business, and the adapter may not
+            // steer the connection (virtual host, framing).
+            let reserved =
+                ["authorization", "x-api-key", "host", "content-length", "transfer-encoding", credential_header];
+            if reserved.iter().any(|r| k.eq_ignore_ascii_case(r)) {
+                continue;
             }
             request = request.header(k, v);
         }
@@ -148,7 +170,10 @@ impl Pool {
                 AuthScheme::None => request,
             };
         }
-        Ok(request.timeout(backend.config.timeout()))
+
+        // A whole-request timeout would cut long streams; streams get a
+        // first-event deadline and an idle deadline per chunk instead.
+        Ok(if streaming { request } else { request.timeout(backend.config.timeout()) })
     }
 
     async fn acquire(&self, backend: &Backend) -> Result<OwnedSemaphorePermit, BackendError> {
@@ -159,20 +184,20 @@ impl Pool {
         }
     }
 
-    /// Send, mapping transport failures; returns the response and Retry-After.
+    /// Send (response headers within the model's timeout), mapping transport failures.
     async fn send(
         &self,
         backend: &Backend,
         request: reqwest::RequestBuilder,
     ) -> Result<reqwest::Response, BackendError> {
         let model = backend.name().to_string();
-        request.send().await.map_err(|e| {
-            if e.is_timeout() {
-                BackendError::Timeout { model, after: backend.config.timeout() }
-            } else {
-                BackendError::Transport { model, message: e.to_string() }
-            }
-        })
+        let timeout = backend.config.timeout();
+        match tokio::time::timeout(timeout, request.send()).await {
+            Err(_) => Err(BackendError::Timeout { model, after: timeout }),
+            Ok(Err(e)) if e.is_timeout() => Err(BackendError::Timeout { model, after: timeout }),
+            Ok(Err(e)) => Err(BackendError::Transport { model, message: e.to_string() }),
+            Ok(Ok(response)) => Ok(response),
+        }
     }
 
     /// Read a whole body, refusing more than `max_body_bytes`.
@@ -207,15 +232,12 @@ impl Pool {
             .build_request(request, &backend.config.endpoint)
             .map_err(|e| (adapter_error(model, e), None))?;
         let started = Instant::now();
-        let response =
-            self.send(backend, self.prepare(backend, http).map_err(|e| (e, None))?).await.map_err(|e| (e, None))?;
+        let response = self
+            .send(backend, self.prepare(backend, http, false).map_err(|e| (e, None))?)
+            .await
+            .map_err(|e| (e, None))?;
         let status = response.status().as_u16();
-        let retry_after = response
-            .headers()
-            .get("retry-after")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+        let retry_after = retry_after(response.headers());
         let headers = header_pairs(response.headers());
         let body = self.read_body(backend, response).await.map_err(|e| (e, None))?;
         let completion = backend.adapter.parse_response(&HttpResponse { status, headers, body });
@@ -240,10 +262,19 @@ impl Pool {
             if backend.name() != name {
                 request.model = backend.config.remote_model().to_string();
             }
-            let _permit = self.acquire(&backend).await?;
             for attempt in 0..=backend.config.retries {
+                // A slot per attempt: a request sleeping in backoff holds none.
+                let permit = match self.acquire(&backend).await {
+                    Ok(p) => p,
+                    Err(e) => {
+                        last = Some(e);
+                        break; // saturated: try the fallback
+                    }
+                };
                 attempts += 1;
-                match self.attempt(&backend, &request).await {
+                let result = self.attempt(&backend, &request).await;
+                drop(permit);
+                match result {
                     Ok((completion, latency)) => {
                         let usage = completion.usage.unwrap_or_else(|| Usage {
                             input_tokens: request.messages.iter().map(|m| estimate_tokens(&m.content)).sum(),
@@ -275,8 +306,8 @@ impl Pool {
                     }
                 }
             }
-            // Only failures another model might not share move on to the fallback.
-            if last.as_ref().is_some_and(|e| !e.retryable()) {
+            // The fallback gets every failure except the request's own fault.
+            if last.as_ref().is_some_and(BackendError::client_caused) {
                 break;
             }
         }
@@ -295,7 +326,13 @@ impl Pool {
                 request.model = backend.config.remote_model().to_string();
             }
             for attempt in 0..=backend.config.retries {
-                let permit = self.acquire(&backend).await?;
+                let permit = match self.acquire(&backend).await {
+                    Ok(p) => p,
+                    Err(e) => {
+                        last = Some(e);
+                        break;
+                    }
+                };
                 match self.open_stream(&backend, &request, permit).await {
                     Ok(stream) => return Ok(stream),
                     Err((error, retry_after)) => {
@@ -310,7 +347,7 @@ impl Pool {
                     }
                 }
             }
-            if last.as_ref().is_some_and(|e| !e.retryable()) {
+            if last.as_ref().is_some_and(BackendError::client_caused) {
                 break;
             }
         }
@@ -331,9 +368,12 @@ impl Pool {
             .build_request(request, &backend.config.endpoint)
             .map_err(|e| (adapter_error(&model, e), None))?;
         let started = Instant::now();
-        let response =
-            self.send(backend, self.prepare(backend, http).map_err(|e| (e, None))?).await.map_err(|e| (e, None))?;
+        let response = self
+            .send(backend, self.prepare(backend, http, true).map_err(|e| (e, None))?)
+            .await
+            .map_err(|e| (e, None))?;
         let status = response.status().as_u16();
+        let retry_after = retry_after(response.headers());
         if !(200..300).contains(&status) {
             let headers = header_pairs(response.headers());
             let body = self.read_body(backend, response).await.map_err(|e| (e, None))?;
@@ -341,7 +381,7 @@ impl Pool {
                 Err(plugin::Error::Rejected { error, .. }) => error.message,
                 _ => "error status".into(),
             };
-            return Err((BackendError::Http { model, status, message }, None));
+            return Err((BackendError::Http { model, status, message }, retry_after));
         }
         let mut state = StreamState {
             pool: self.clone(),
@@ -421,12 +461,19 @@ impl StreamState {
                     }
                 }
             }
-            match self.bytes.next().await {
-                Some(Ok(chunk)) => self.pending.extend(self.parser.push(&chunk)),
-                Some(Err(e)) if e.is_timeout() => {
-                    return Err(BackendError::Timeout { model, after: self.backend.config.timeout() });
+            // Idle deadline: the model's timeout between two chunks.
+            let timeout = self.backend.config.timeout();
+            match tokio::time::timeout(timeout, self.bytes.next()).await {
+                Err(_) => return Err(BackendError::Timeout { model, after: timeout }),
+                Ok(Some(Ok(chunk))) => {
+                    let events = self.parser.push(&chunk);
+                    if self.parser.buffered() > self.pool.max_body_bytes {
+                        return Err(BackendError::TooLarge { model, limit: self.pool.max_body_bytes });
+                    }
+                    self.pending.extend(events);
                 }
-                Some(Err(_)) | None => return Err(BackendError::StreamCut { model }),
+                Ok(Some(Err(e))) if e.is_timeout() => return Err(BackendError::Timeout { model, after: timeout }),
+                Ok(Some(Err(_)) | None) => return Err(BackendError::StreamCut { model }),
             }
         }
     }
@@ -443,6 +490,14 @@ impl StreamState {
         let cost = self.pool.price(&self.backend, usage, latency_ms)?;
         Ok(StreamItem::Done { model: self.backend.name().to_string(), usage, cost })
     }
+}
+
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    headers
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs)
 }
 
 fn header_pairs(headers: &reqwest::header::HeaderMap) -> Vec<(String, String)> {

@@ -93,6 +93,8 @@ impl Pool {
             }));
         }
         let client = reqwest::Client::builder()
+            // A redirect could carry a model's credential header to another host.
+            .redirect(reqwest::redirect::Policy::none())
             .pool_max_idle_per_host(64)
             .tcp_nodelay(true)
             .build()
@@ -121,9 +123,17 @@ impl Pool {
 
     /// Price a call with the configured cost component.
     pub fn price(&self, backend: &Backend, usage: Usage, latency_ms: u32) -> Result<f64, BackendError> {
-        self.cost
+        let cost = self
+            .cost
             .cost(&backend.descriptor, usage, latency_ms, &self.cost_settings)
-            .map_err(|e| BackendError::Cost { model: backend.name().to_string(), message: e.to_string() })
+            .map_err(|e| BackendError::Cost { model: backend.name().to_string(), message: e.to_string() })?;
+        if !(cost.is_finite() && cost >= 0.0) {
+            return Err(BackendError::Cost {
+                model: backend.name().to_string(),
+                message: format!("the cost component returned {cost}; a cost must be finite and non-negative"),
+            });
+        }
+        Ok(cost)
     }
 
     /// Ask model `name` the router's sub-query `query`. Never fails: a

@@ -6,8 +6,11 @@
 #[derive(Default)]
 pub struct SseParser {
     buffer: Vec<u8>,
+    /// Bytes of `buffer` already searched for a newline (no rescans).
+    scanned: usize,
     event: String,
     data: Vec<String>,
+    data_bytes: usize,
 }
 
 impl SseParser {
@@ -19,7 +22,9 @@ impl SseParser {
     pub fn push(&mut self, bytes: &[u8]) -> Vec<(String, String)> {
         self.buffer.extend_from_slice(bytes);
         let mut events = Vec::new();
-        while let Some(end) = self.buffer.iter().position(|&b| b == b'\n') {
+        while let Some(offset) = self.buffer[self.scanned..].iter().position(|&b| b == b'\n') {
+            let end = self.scanned + offset;
+            self.scanned = 0;
             let mut line: Vec<u8> = self.buffer.drain(..=end).collect();
             line.pop();
             if line.last() == Some(&b'\r') {
@@ -30,6 +35,7 @@ impl SseParser {
                 if !self.data.is_empty() {
                     events.push((std::mem::take(&mut self.event), self.data.join("\n")));
                     self.data.clear();
+                    self.data_bytes = 0;
                 }
                 self.event.clear();
             } else if line.starts_with(':') {
@@ -39,12 +45,22 @@ impl SseParser {
                 let value = value.strip_prefix(' ').unwrap_or(value);
                 match field {
                     "event" => self.event = value.to_string(),
-                    "data" => self.data.push(value.to_string()),
+                    "data" => {
+                        self.data_bytes += value.len();
+                        self.data.push(value.to_string());
+                    }
                     _ => {}
                 }
             }
         }
+        self.scanned = self.buffer.len();
         events
+    }
+
+    /// Bytes held for an event not yet complete: callers cap it, so a
+    /// stream without line or event ends cannot grow memory without bound.
+    pub fn buffered(&self) -> usize {
+        self.buffer.len() + self.data_bytes
     }
 
     /// Whether bytes of an unfinished event are pending (a stream that ends

@@ -55,7 +55,13 @@ impl StrategyPolicy {
         StrategyPolicy { name: name.into(), strategy, settings }
     }
 
-    fn decide(&self, episode: &Episode) -> Result<String, PolicyError> {
+    fn decide(
+        strategy: &Plugin<Strategy>,
+        settings: &[Setting],
+        name: &str,
+        episode: &Episode,
+    ) -> Result<String, PolicyError> {
+        let error = |message: String| PolicyError { policy: name.to_string(), message };
         let state = RoutingState {
             question: episode.question.clone(),
             pool: episode.pool.clone(),
@@ -64,18 +70,20 @@ impl StrategyPolicy {
             // The final turn is the strategy's last: it must answer there.
             max_turns: episode.max_turns + 1,
         };
-        let action = self
-            .strategy
-            .decide(&state, &self.settings)
-            .map_err(|e| PolicyError { policy: self.name.clone(), message: e.to_string() })?;
-        let plugin = self.strategy.name();
+        let action = strategy.decide(&state, settings).map_err(|e| error(e.to_string()))?;
+        let plugin = strategy.name();
         Ok(match action {
-            Action::Route(route) => format!(
-                "<think>Strategy {plugin} asks {}.</think>\n<search>{}: {}</search>",
-                route.model,
-                route.model,
-                one_line(&route.query)
-            ),
+            Action::Route(route) => {
+                // The name goes into `<search>name: query</search>` verbatim.
+                let model = route.model.trim();
+                if model.is_empty() || model.contains([':', '<', '>', '\n', '\r']) {
+                    return Err(error(format!("strategy `{plugin}` returned an invalid model name {:?}", route.model)));
+                }
+                format!(
+                    "<think>Strategy {plugin} asks {model}.</think>\n<search>{model}: {}</search>",
+                    one_line(&route.query)
+                )
+            }
             Action::Answer(answer) => {
                 format!("<think>Strategy {plugin} answers.</think>\n<answer>{}</answer>", one_line(&answer))
             }
@@ -94,7 +102,14 @@ impl Policy for StrategyPolicy {
     }
 
     fn next_turn<'a>(&'a self, episode: &'a Episode) -> BoxFuture<'a, Result<String, PolicyError>> {
-        Box::pin(async move { self.decide(episode) })
+        // Guest code runs off the async workers (it may take up to its deadline).
+        let (strategy, settings, name, episode) =
+            (self.strategy.clone(), self.settings.clone(), self.name.clone(), episode.clone());
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || Self::decide(&strategy, &settings, &name, &episode))
+                .await
+                .map_err(|e| PolicyError { policy: self.name.clone(), message: format!("strategy task failed: {e}") })?
+        })
     }
 }
 

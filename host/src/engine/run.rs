@@ -86,11 +86,14 @@ pub async fn run(
     let mut answer = None;
     let mut stop = StopReason::NoAnswer;
     let mut context_chars = 0usize;
+    let mut out_of_context = false;
     for turn in 0..=config.max_turns {
         episode.turn = turn;
-        episode.final_turn = turn == config.max_turns;
+        // Past the context limit the router still gets its final,
+        // routing-free turn (as the reference does after truncation).
+        episode.final_turn = turn == config.max_turns || out_of_context;
         let text = cut_at_stop(policy.next_turn(&episode).await?);
-        context_chars += text.len();
+        context_chars += text.chars().count();
         let step = protocol::parse_turn(&text);
         episode.segments.push(Segment { author: Author::Router, text: text.clone() });
         let observation = match step {
@@ -104,7 +107,9 @@ pub async fn run(
             }
             Step::Search { name, query } => {
                 let call = pool.route(&name, &query).await;
-                record_call_metrics(policy.name(), &call);
+                // Unresolved names are one label, not one series per typo.
+                let label = if pool.resolve(&name).is_some() { call.model.as_str() } else { "unknown" };
+                record_call_metrics(policy.name(), label, &call);
                 let block = match &call.error {
                     None => protocol::information_block(&call.reply, config.observation_cap_chars),
                     Some(error) => protocol::error_information(error),
@@ -120,14 +125,14 @@ pub async fn run(
                 break;
             }
         };
-        context_chars += observation.len();
+        context_chars += observation.chars().count();
         episode.segments.push(Segment { author: Author::Host, text: observation });
         if episode.final_turn {
             break;
         }
         if context_chars > config.max_context_chars {
             stop = StopReason::ContextLimit;
-            break;
+            out_of_context = true;
         }
     }
     let cost = episode.calls.iter().map(|c| c.cost).sum();
@@ -162,17 +167,18 @@ fn cut_at_stop(mut text: String) -> String {
     text
 }
 
-fn record_call_metrics(policy: &str, call: &crate::plugin::types::RoutedCall) {
-    let labels = [("model", call.model.clone()), ("policy", policy.to_string())];
+fn record_call_metrics(policy: &str, model: &str, call: &crate::plugin::types::RoutedCall) {
+    let model = model.to_string();
+    let labels = [("model", model.clone()), ("policy", policy.to_string())];
     metrics::counter!("switchyard_routed_calls_total", &labels).increment(1);
-    metrics::counter!("switchyard_tokens_total", "model" => call.model.clone(), "direction" => "input")
+    metrics::counter!("switchyard_tokens_total", "model" => model.clone(), "direction" => "input")
         .increment(u64::from(call.usage.input_tokens));
-    metrics::counter!("switchyard_tokens_total", "model" => call.model.clone(), "direction" => "output")
+    metrics::counter!("switchyard_tokens_total", "model" => model.clone(), "direction" => "output")
         .increment(u64::from(call.usage.output_tokens));
-    metrics::counter!("switchyard_cost_microdollars_total", "model" => call.model.clone())
+    metrics::counter!("switchyard_cost_microdollars_total", "model" => model.clone())
         .increment((call.cost * 1e6).round() as u64);
     if call.error.is_some() {
-        metrics::counter!("switchyard_routed_call_errors_total", "model" => call.model.clone()).increment(1);
+        metrics::counter!("switchyard_routed_call_errors_total", "model" => model.clone()).increment(1);
     }
 }
 

@@ -120,7 +120,10 @@ pub fn reload_on_sighup(state: Arc<AppState>) {
         use tokio::signal::unix::{SignalKind, signal};
         let Ok(mut hup) = signal(SignalKind::hangup()) else { return };
         while hup.recv().await.is_some() {
-            match state.reload() {
+            // Loading compiles components: keep it off the async workers.
+            let state = state.clone();
+            let reloaded = tokio::task::spawn_blocking(move || state.reload()).await;
+            match reloaded.unwrap_or_else(|e| Err(anyhow::anyhow!("reload task failed: {e}"))) {
                 Ok(s) => tracing::info!("reloaded {} ({} models)", s.config.path.display(), s.pool.backends().len()),
                 Err(e) => tracing::error!("reload failed, still serving the previous configuration: {e:#}"),
             }

@@ -35,10 +35,10 @@ pub async fn route(
     let policy = match &request.policy {
         Some(p) => p.clone(),
         None => snapshot
+            .config
             .policies
-            .keys()
-            .next()
-            .cloned()
+            .first()
+            .map(|p| p.name.clone())
             .ok_or_else(|| ApiError::bad_request("No policies are configured."))?,
     };
     let trace = super::chat::run_policy(&snapshot, &policy, &request.question).await?;
@@ -47,7 +47,12 @@ pub async fn route(
         let r = &snapshot.config.reward;
         let params = RewardParams { alpha: r.alpha, metric: r.metric, cost_bounds: r.cost_bounds };
         let input = ScoringInput { trajectory: trace.trajectory.clone(), golden_answers };
-        let scored = snapshot.reward.score(&input, &params).map_err(|e| ApiError::internal(e.to_string()))?;
+        // Guest code runs off the async workers (it may take up to its deadline).
+        let reward = snapshot.reward.clone();
+        let scored = tokio::task::spawn_blocking(move || reward.score(&input, &params))
+            .await
+            .map_err(|e| ApiError::internal(format!("reward task failed: {e}")))?
+            .map_err(|e| ApiError::internal(e.to_string()))?;
         body["reward"] = json!(scored);
     }
     Ok(Json(body))
