@@ -421,15 +421,16 @@ async fn graceful_shutdown_finishes_in_flight_requests() {
 #[tokio::test]
 async fn the_cost_component_defines_what_a_call_costs() {
     let backend = backend::start().await;
-        // A model that takes at least 20 ms, so there is latency to charge.
+    // A model that takes at least 20 ms, so there is latency to charge.
     let config = with_model(&pool_config(&backend.url()), "slowish", "slow-20", "");
     let token_priced = TestServer::start(&config).await;
     let latency_priced = TestServer::start(
-        &config.replace("cost = \"token-price\"", "cost = \"latency-weighted\"\ncost_settings = { per-second = 100.0 }"),
+        &config
+            .replace("cost = \"token-price\"", "cost = \"latency-weighted\"\ncost_settings = { per-second = 100.0 }"),
     )
     .await;
     let cost = |body: &Value| body["switchyard"]["cost"].as_f64().unwrap();
-        let (_, a) = json_of(token_priced.post("/v1/chat/completions", ask("slowish", "hi")).await).await;
+    let (_, a) = json_of(token_priced.post("/v1/chat/completions", ask("slowish", "hi")).await).await;
     let (_, b) = json_of(latency_priced.post("/v1/chat/completions", ask("slowish", "hi")).await).await;
     assert!(cost(&b) > cost(&a), "latency is charged: {} vs {}", cost(&b), cost(&a));
 }

@@ -4,5 +4,6 @@
 //! parser, splits) -> `models` (simulated LLMs answering from their
 //! knowledge of the world) -> `serve` (an OpenAI-compatible endpoint).
 
+pub mod models;
 pub mod questions;
 pub mod world;
