@@ -5,9 +5,10 @@
 setup:
 	scripts/setup
 
-# The main job (until the server lands): the reference plugins end to end.
+# The main job: the router served over the embedded default, the simulated
+# pool (no config, no API keys). Ask it with the curl line in README.md.
 run: setup
-	cargo run -q -p switchyard -- demo
+	cargo run -q -p switchyard -- serve
 
 # Every test: the host and workspace tests against the built components,
 # and the plugins' own unit tests run natively.

@@ -264,6 +264,12 @@ impl Config {
         self.server.listen.parse().unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 8080)))
     }
 
+    /// Validate a configuration built in code (as `parse` does for files).
+    pub fn validated(self) -> Result<Config, ConfigError> {
+        self.validate()?;
+        Ok(self)
+    }
+
     fn validate(&self) -> Result<(), ConfigError> {
         if self.server.listen.parse::<SocketAddr>().is_err() {
             return Err(

@@ -204,3 +204,50 @@ fn serve_reloads_on_sighup_and_stops_gracefully_on_sigterm() {
     let status = child.wait().unwrap();
     assert!(status.success(), "graceful exit: {status:?}");
 }
+
+/// POST JSON to `addr` over a raw TCP connection; returns the body.
+fn http_post(addr: &str, path: &str, body: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        stream,
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response.split_once("\r\n\r\n").map(|(_, body)| body.to_string()).unwrap_or_default()
+}
+
+#[test]
+fn serve_without_config_routes_over_the_simulated_pool() {
+    use std::io::BufRead;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .current_dir(repo())
+        .env("SWITCHYARD_CACHE_DIR", repo().join("target/test-component-cache"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut first_line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut first_line).unwrap();
+    let addr = first_line.trim().strip_prefix("listening on http://").expect("prints its address").to_string();
+
+    // A question about the default world, answered through the cascade.
+    let world = switchyard::sim::world::World::generate(&Default::default());
+    let question = &switchyard::sim::questions::generate(&world, 1, 1)[0];
+    let request = serde_json::json!({ "model": "switchyard/cascade", "messages": [{ "role": "user", "content": question.question }] });
+    let body = http_post(&addr, "/v1/chat/completions", &request.to_string());
+    let _ = child.kill();
+    let _ = child.wait();
+    let response: serde_json::Value = serde_json::from_str(&body).unwrap_or_else(|_| panic!("{body}"));
+    let calls = response["switchyard"]["trajectory"]["calls"].as_array().expect("a trajectory");
+    assert!(!calls.is_empty(), "{response}");
+    let profiles: Vec<String> = switchyard::sim::models::default_profiles().into_iter().map(|p| p.name).collect();
+    for call in calls {
+        assert!(profiles.iter().any(|p| call["model"] == p.as_str()), "{call}");
+        assert!(call["error"].is_null(), "{call}");
+    }
+}

@@ -16,5 +16,5 @@ mod pool;
 mod sse;
 
 pub use call::{BackendError, CallOutcome, ItemStream, StreamItem};
-pub use pool::{Backend, Pool};
+pub use pool::{Backend, Pool, ROUTED_CALL_SYSTEM_PROMPT};
 pub use sse::SseParser;

@@ -7,6 +7,7 @@ mod demo;
 mod plugin;
 mod score;
 mod serve;
+mod sim;
 
 /// Switchyard: an LLM router trained with RL, with sandboxed Wasm plugins.
 #[derive(Debug, Parser)]
@@ -27,6 +28,9 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Score raw trajectories (JSONL) with a reward component.
     Score(score::ScoreArgs),
+    /// The simulated world: serve its models, export its questions.
+    #[command(subcommand)]
+    Sim(sim::SimCommand),
 }
 
 impl Cli {
@@ -36,6 +40,7 @@ impl Cli {
             Command::Demo(args) => args.run(),
             Command::Serve(args) => args.run(),
             Command::Score(args) => args.run(),
+            Command::Sim(cmd) => cmd.run(),
         }
     }
 }

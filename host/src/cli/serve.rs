@@ -1,4 +1,5 @@
-//! `switchyard serve --config <file>`: the OpenAI-compatible server.
+//! `switchyard serve [--config <file>]`: the OpenAI-compatible server. With
+//! no config it serves the embedded default: the simulated pool, in-process.
 
 use std::path::PathBuf;
 
@@ -7,12 +8,14 @@ use clap::Args;
 
 use crate::plugin::Runtime;
 use crate::server::{self, AppState, Snapshot};
+use crate::sim::embedded;
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Configuration file (TOML); see examples/ for annotated ones.
+    /// Configuration file (TOML); see host/config/ for annotated ones. Without
+    /// it, the embedded default: the simulated pool, no API keys needed.
     #[arg(long)]
-    config: PathBuf,
+    config: Option<PathBuf>,
     /// Override `server.listen` (e.g. 127.0.0.1:0 for any free port).
     #[arg(long)]
     listen: Option<String>,
@@ -21,24 +24,30 @@ pub struct ServeArgs {
 impl ServeArgs {
     pub fn run(self) -> anyhow::Result<()> {
         let runtime = Runtime::with_defaults()?;
-        let snapshot = Snapshot::load(&self.config, &runtime)?;
-        let listen = self.listen.clone().unwrap_or_else(|| snapshot.config.server.listen.clone());
         let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting tokio")?;
         tokio.block_on(async move {
+            let snapshot = match &self.config {
+                Some(path) => Snapshot::load(path, &runtime)?,
+                None => {
+                    let config = embedded::start(&embedded::find_plugins_dir()?).await?;
+                    Snapshot::from_config(config, &runtime)?
+                }
+            };
+            let listen = self.listen.clone().unwrap_or_else(|| snapshot.config.server.listen.clone());
             let listener =
                 tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("cannot listen on {listen}"))?;
             let addr = listener.local_addr()?;
             let (models, policies) = (snapshot.pool.backends().len(), snapshot.policies.len());
             let auth = if snapshot.api_keys.is_empty() { "off" } else { "on" };
-            let state = AppState::new(snapshot, runtime, Some(self.config.clone()));
+            let state = AppState::new(snapshot, runtime, self.config.clone());
             server::reload_on_sighup(state.clone());
             // The first line on stdout is the address: scripts and tests read it.
             println!("listening on http://{addr}");
             eprintln!(
-                "switchyard: {} models, {} policies, auth {auth}, config {}",
-                models,
-                policies,
-                server::describe(Some(&self.config))
+                "switchyard: {models} models, {policies} policies, auth {auth}, config {}",
+                self.config
+                    .as_deref()
+                    .map_or_else(|| "(embedded default: simulated pool)".into(), |p| p.display().to_string())
             );
             server::serve(listener, state, server::shutdown_signal()).await.context("server failed")
         })

@@ -2,8 +2,11 @@
 //!
 //! `world` (seeded knowledge graph) -> `questions` (templates, gold answers,
 //! parser, splits) -> `models` (simulated LLMs answering from their
-//! knowledge of the world) -> `serve` (an OpenAI-compatible endpoint).
+//! knowledge of the world) -> `serve` (an OpenAI-compatible endpoint) ->
+//! `embedded` (the default pool `switchyard serve` runs without a config).
 
+pub mod embedded;
 pub mod models;
 pub mod questions;
+pub mod serve;
 pub mod world;

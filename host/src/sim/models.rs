@@ -174,7 +174,7 @@ pub fn count_tokens(text: &str) -> u32 {
 /// What a model says when it will not answer.
 pub const DONT_KNOW: &str = "I don't know.";
 pub const NOT_UNDERSTOOD: &str = "I cannot answer that.";
-pub const ONE_HOP_ONLY: &str = "I can only answer direct, single-fact questions.";
+pub const ONE_HOP_ONLY: &str = "I cannot answer that in one step: I only answer direct, single-fact questions.";
 
 /// A uniform number in [0, 1) from the parts: deterministic, portable.
 fn unit(parts: &[&str]) -> f64 {

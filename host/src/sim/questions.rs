@@ -156,6 +156,12 @@ pub fn answer(world: &World, intent: Intent) -> Option<Vec<String>> {
 
 /// Phrase `intent` with template `variant` (modulo the number of phrasings).
 pub fn phrase(world: &World, intent: Intent, variant: usize) -> String {
+    let text = phrase_raw(world, intent, variant);
+    let mut chars = text.chars();
+    chars.next().map(|c| c.to_uppercase().chain(chars).collect()).unwrap_or_default()
+}
+
+fn phrase_raw(world: &World, intent: Intent, variant: usize) -> String {
     let fill = |t: &str, a: &str| t.replacen("{}", a, 1);
     let pick = |ts: &'static [&'static str]| ts[variant % ts.len()];
     match intent {

@@ -118,6 +118,7 @@ pub fn largest(pool: &[Candidate]) -> Option<usize> {
 /// Substring matching means a hedged answer ("I'm not sure, but it's Paris")
 /// also counts: for a cascade, escalating on doubt is the intended behaviour.
 pub fn is_refusal(reply: &str) -> bool {
+    let reply = answer_line(reply);
     const PHRASES: [&str; 9] = [
         "i don't know",
         "i dont know",
@@ -145,14 +146,20 @@ pub fn is_refusal(reply: &str) -> bool {
     bare.is_empty() || bare == "unknown" || PHRASES.iter().any(|p| norm.contains(p))
 }
 
-/// The trimmed reply of the last call that succeeded with non-empty text.
-pub fn last_successful_reply<'a>(calls: &[Outcome<'a>]) -> Option<&'a str> {
-    calls.iter().rev().filter(|c| !c.failed).map(|c| c.reply.trim()).find(|r| !r.is_empty())
+/// The answer in a reply: its first non-empty line, trimmed. The host asks
+/// every routed model to put the answer first; later lines are elaboration.
+pub fn answer_line(reply: &str) -> &str {
+    reply.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("")
 }
 
-/// The trimmed reply of the last successful call that is not a refusal.
+/// The answer line of the last call that succeeded with non-empty text.
+pub fn last_successful_reply<'a>(calls: &[Outcome<'a>]) -> Option<&'a str> {
+    calls.iter().rev().filter(|c| !c.failed).map(|c| answer_line(c.reply)).find(|r| !r.is_empty())
+}
+
+/// The answer line of the last successful call that is not a refusal.
 pub fn last_informative_reply<'a>(calls: &[Outcome<'a>]) -> Option<&'a str> {
-    calls.iter().rev().filter(|c| !c.failed && !is_refusal(c.reply)).map(|c| c.reply.trim()).next()
+    calls.iter().rev().filter(|c| !c.failed && !is_refusal(c.reply)).map(|c| answer_line(c.reply)).next()
 }
 
 /// What a single-round strategy does next.
@@ -196,6 +203,18 @@ pub fn single_round<'a>(
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn the_answer_is_the_first_line_of_a_reply() {
+        assert_eq!(answer_line("\n  Karsk.\nI hope this helps."), "Karsk.");
+        assert_eq!(answer_line(""), "");
+        assert!(is_refusal("I don't know.\nSources may differ."));
+        assert!(!is_refusal("Karsk.\nI am not sure anyone knows more."));
+        let calls = [Outcome { reply: "Karsk.\nThis is based on what I learned.", failed: false }];
+        assert_eq!(last_successful_reply(&calls), Some("Karsk."));
+        assert_eq!(last_informative_reply(&calls), Some("Karsk."));
+    }
+
     use super::*;
 
     fn c(name: &str, price_in: f64, price_out: f64, size_b: Option<f64>) -> Candidate<'_> {
@@ -266,7 +285,7 @@ mod tests {
             "",
             "   \n ",
             "I dont know",
-            "I DON'T\nKNOW",
+            "I DON'T KNOW\nI hope this helps.",
         ] {
             assert!(is_refusal(r), "{r:?} should be a refusal");
         }

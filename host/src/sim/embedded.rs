@@ -1,0 +1,78 @@
+//! The embedded default: `switchyard serve` with no config starts the
+//! simulated pool in-process on a loopback port and serves routing over it,
+//! so a new user can ask a question with no API keys and no setup beyond
+//! the build.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+
+use super::serve::{SimConfig, descriptors, spawn};
+use crate::config::{Config, DescriptorConfig, ModelConfig, PolicyConfig};
+
+/// Where the built plugins are: `./plugins/dist`, or next to the binary's
+/// checkout (`target/<profile>/switchyard` -> `plugins/dist`).
+pub fn find_plugins_dir() -> anyhow::Result<PathBuf> {
+    let mut candidates = vec![PathBuf::from("plugins/dist")];
+    if let Ok(exe) = std::env::current_exe() {
+        candidates.extend(exe.ancestors().skip(1).map(|a| a.join("plugins/dist")));
+    }
+    candidates
+        .into_iter()
+        .find(|c| c.join("router-r1.wasm").is_file())
+        .map(|c| std::path::absolute(&c).unwrap_or(c))
+        .context("the built plugins (plugins/dist/*.wasm) were not found: run `make setup` (scripts/setup) first")
+}
+
+/// Start the simulated pool and return a validated config routing over it.
+/// Must run inside a tokio runtime (the pool is served on it).
+pub async fn start(plugins_dir: &Path) -> anyhow::Result<Config> {
+    let sim = SimConfig::default();
+    let models = sim.build();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.context("binding the simulated pool")?;
+    let addr = spawn(listener, models.clone(), &sim);
+    let descriptors = descriptors(&models);
+
+    let mut config: Config = toml::from_str("").context("default configuration")?;
+    config.path = PathBuf::from("(embedded default)");
+    config.plugins.dir = plugins_dir.to_path_buf();
+    config.policies = ["cheapest", "largest", "cascade"]
+        .iter()
+        .map(|s| PolicyConfig {
+            name: format!("switchyard/{s}"),
+            strategy: s.to_string(),
+            settings: Default::default(),
+        })
+        .collect();
+    config.models = models
+        .profiles()
+        .iter()
+        .filter(|p| !p.held_out)
+        .map(|p| {
+            let d = &descriptors[&p.name];
+            ModelConfig {
+                name: p.name.clone(),
+                aliases: vec![],
+                adapter: "openai-chat".into(),
+                endpoint: format!("http://{addr}/v1"),
+                remote_model: None,
+                api_key_env: None,
+                max_tokens: 512,
+                timeout_ms: 10_000,
+                retries: 1,
+                fallback: None,
+                max_concurrency: 64,
+                descriptor: DescriptorConfig {
+                    price_in_per_mtok: d.price_in_per_mtok,
+                    price_out_per_mtok: d.price_out_per_mtok,
+                    latency_ms: d.latency_ms,
+                    context_tokens: d.context_tokens,
+                    size_b: d.size_b,
+                    strengths: d.strengths.clone(),
+                    example_scores: d.example_scores.iter().map(|s| (s.benchmark.clone(), s.score)).collect(),
+                },
+            }
+        })
+        .collect();
+    Ok(config.validated()?)
+}

@@ -1,0 +1,100 @@
+//! The simulated pool served over HTTP: the same replies as in-process,
+//! through the real `openai-chat` adapter and the backend pool, with
+//! injected faults behaving as configured.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use switchyard::backend::{Pool, StreamItem};
+use switchyard::config::Config;
+use switchyard::plugin::types::{ChatMessage, ChatRequest};
+use switchyard::sim::questions;
+use switchyard::sim::serve::{Faults, SimConfig, spawn};
+use switchyard_tests::{repo_root, runtime_with};
+
+async fn sim(faults: Faults) -> (Arc<switchyard::sim::models::SimModels>, Arc<Pool>) {
+    let config = SimConfig { faults, ..SimConfig::default() };
+    let models = config.build();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = spawn(listener, models.clone(), &config);
+    let toml = format!(
+        r#"
+[plugins]
+dir = "{}"
+[[models]]
+name = "llama-3.1-70b-instruct"
+adapter = "openai-chat"
+endpoint = "http://{addr}/v1"
+retries = 0
+descriptor = {{ price_in_per_mtok = 0.88, price_out_per_mtok = 0.88, latency_ms = 1100, context_tokens = 32768 }}
+"#,
+        repo_root().join("plugins/dist").display()
+    );
+    let config = Config::parse(&toml, Path::new("sim-test.toml")).unwrap();
+    let runtime = runtime_with(true, Some(repo_root().join("target/test-component-cache")));
+    (models, Arc::new(Pool::from_config(&config, &runtime).unwrap()))
+}
+
+#[tokio::test]
+async fn served_replies_equal_in_process_replies() {
+    let (models, pool) = sim(Faults::default()).await;
+    let qs = questions::generate(&models.world, 30, 4);
+    let mut correct = 0;
+    for q in &qs {
+        let call = pool.route("llama-3.1-70b-instruct", &q.question).await;
+        assert!(call.error.is_none(), "{:?}", call.error);
+        let local = models
+            .reply(
+                "llama-3.1-70b-instruct",
+                &[
+                    ChatMessage {
+                        role: "system".into(),
+                        content: switchyard::backend::ROUTED_CALL_SYSTEM_PROMPT.into(),
+                    },
+                    ChatMessage { role: "user".into(), content: q.question.clone() },
+                ],
+            )
+            .unwrap();
+        assert_eq!(call.reply, local.text, "{}", q.question);
+        assert_eq!(
+            (call.usage.input_tokens, call.usage.output_tokens),
+            (local.usage.input_tokens, local.usage.output_tokens)
+        );
+        assert!(call.cost > 0.0);
+        if local.correct == Some(true) {
+            let first = call.reply.lines().next().unwrap().trim_end_matches('.');
+            assert!(q.golden_answers.iter().any(|g| g == first), "{first} vs {:?}", q.golden_answers);
+            correct += 1;
+        }
+    }
+    assert!(correct > 10, "the large model knows most of the world: {correct}/30");
+}
+
+#[tokio::test]
+async fn injected_errors_truncation_and_latency() {
+    let (models, pool) = sim(Faults { error_rate: 1.0, ..Faults::default() }).await;
+    let q = &questions::generate(&models.world, 1, 4)[0].question;
+    let call = pool.route("llama-3.1-70b-instruct", q).await;
+    assert!(call.error.as_deref().unwrap().contains("503"), "{call:?}");
+
+    let (_, pool) = sim(Faults { truncate_rate: 1.0, ..Faults::default() }).await;
+    let call = pool.route("llama-3.1-70b-instruct", q).await;
+    assert!(call.error.is_some(), "a truncated body is an error, not an answer: {call:?}");
+    let request = ChatRequest {
+        model: "llama-3.1-70b-instruct".into(),
+        messages: vec![ChatMessage { role: "user".into(), content: q.clone() }],
+        max_tokens: None,
+        temperature: None,
+        top_p: None,
+        stop: vec![],
+        streaming: true,
+    };
+    use futures_util::StreamExt;
+    let items: Vec<_> = pool.stream("llama-3.1-70b-instruct", &request).await.unwrap().collect().await;
+    assert!(matches!(items.last(), Some(Err(_))), "a truncated stream ends with an error");
+    assert!(!items.iter().any(|i| matches!(i, Ok(StreamItem::Done { .. }))));
+
+    let (_, pool) = sim(Faults { extra_latency_ms: 120, ..Faults::default() }).await;
+    let call = pool.route("llama-3.1-70b-instruct", q).await;
+    assert!(call.error.is_none() && call.latency_ms >= 120, "{call:?}");
+}
