@@ -98,3 +98,44 @@ async fn injected_errors_truncation_and_latency() {
     let call = pool.route("llama-3.1-70b-instruct", q).await;
     assert!(call.error.is_none() && call.latency_ms >= 120, "{call:?}");
 }
+
+#[tokio::test]
+async fn the_teacher_writes_well_formed_trajectories_that_mostly_answer_right() {
+    use switchyard::plugin::types::{CostBounds, Metric, RewardParams, ScoringInput};
+    use switchyard::plugin::{Plugin, Reward};
+    use switchyard::sim::embedded;
+    use switchyard::sim::teacher::TeacherPolicy;
+
+    let runtime = runtime_with(true, Some(repo_root().join("target/test-component-cache")));
+    let config = embedded::start(&repo_root().join("plugins/dist")).await.unwrap();
+    let pool = Pool::from_config(&config, &runtime).unwrap();
+    let reward = Plugin::<Reward>::load(&runtime, &repo_root().join("plugins/dist/router-r1.wasm")).unwrap();
+    let world = Arc::new(switchyard::sim::world::World::generate(&Default::default()));
+    let teacher = TeacherPolicy::new("teacher", world.clone());
+    let params = RewardParams { alpha: 0.0, metric: Metric::ExactMatch, cost_bounds: CostBounds::Fixed((0.0, 0.03)) };
+    let (mut em, mut calls, mut multi_model) = (0.0, 0, 0);
+    let qs: Vec<_> =
+        questions::generate(&world, 1500, 7).into_iter().filter(|q| q.split == questions::Split::Test).collect();
+    for q in &qs {
+        let trace = switchyard::engine::run(&config.engine, &teacher, &pool, &q.question).await.unwrap();
+        let scored = reward
+            .score(
+                &ScoringInput { trajectory: trace.trajectory.clone(), golden_answers: q.golden_answers.clone() },
+                &params,
+            )
+            .unwrap();
+        assert_eq!(scored.format, 0.0, "{:?}\n{}", scored.format_errors, trace.text());
+        em += scored.exact_match;
+        calls += trace.trajectory.calls.len();
+        multi_model += usize::from(trace.models_called().len() > 1);
+    }
+    let n = qs.len() as f64;
+    assert!(n > 100.0);
+    assert!(em / n > 0.85, "teacher EM {:.3}", em / n);
+    assert!(
+        (1.2..3.0).contains(&(calls as f64 / n)),
+        "decomposes two-hop and comparison questions: {:.2} calls",
+        calls as f64 / n
+    );
+    assert!(multi_model > 0, "escalates or combines models");
+}

@@ -8,6 +8,7 @@ mod plugin;
 mod score;
 mod serve;
 mod sim;
+mod teacher;
 
 /// Switchyard: an LLM router trained with RL, with sandboxed Wasm plugins.
 #[derive(Debug, Parser)]

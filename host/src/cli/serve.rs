@@ -30,7 +30,12 @@ impl ServeArgs {
                 Some(path) => Snapshot::load(path, &runtime)?,
                 None => {
                     let config = embedded::start(&embedded::find_plugins_dir()?).await?;
-                    Snapshot::from_config(config, &runtime)?
+                    let mut snapshot = Snapshot::from_config(config, &runtime)?;
+                    // The teacher shows multi-round routing until a trained router is served.
+                    let world = std::sync::Arc::new(crate::sim::world::World::generate(&Default::default()));
+                    let teacher = crate::sim::teacher::TeacherPolicy::new("switchyard/teacher", world);
+                    snapshot.policies.insert("switchyard/teacher".into(), std::sync::Arc::new(teacher));
+                    snapshot
                 }
             };
             let listen = self.listen.clone().unwrap_or_else(|| snapshot.config.server.listen.clone());

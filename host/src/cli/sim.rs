@@ -19,6 +19,8 @@ pub enum SimCommand {
         #[arg(long)]
         listen: Option<String>,
     },
+    /// Run the teacher over a split: EM, cost, and optionally its trajectories.
+    Teacher(super::teacher::TeacherArgs),
     /// Write train/dev/test question splits as JSONL (FlashRAG layout).
     Export {
         #[arg(long)]
@@ -57,6 +59,7 @@ impl SimCommand {
                     Ok(())
                 })
             }
+            SimCommand::Teacher(args) => args.run(),
             SimCommand::Export { world, questions: n, out } => {
                 let config = load(&world)?;
                 let models = config.build();

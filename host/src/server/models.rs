@@ -13,9 +13,16 @@ use super::openai::unix_time;
 pub async fn list(State(state): State<Arc<AppState>>) -> Json<Value> {
     let snapshot = state.snapshot();
     let created = unix_time();
-    let policies = snapshot.config.policies.iter().map(|p| {
-        json!({ "id": p.name, "object": "model", "created": created, "owned_by": "switchyard",
-                "switchyard": { "kind": "policy", "strategy": p.strategy } })
+    // Configured policies in config order, then any built in (e.g. the teacher).
+    let configured = snapshot.config.policies.iter().map(|p| (p.name.clone(), Some(p.strategy.clone())));
+    let builtin = snapshot
+        .policies
+        .keys()
+        .filter(|name| !snapshot.config.policies.iter().any(|p| &p.name == *name))
+        .map(|name| (name.clone(), None));
+    let policies = configured.chain(builtin).map(|(name, strategy)| {
+        json!({ "id": name, "object": "model", "created": created, "owned_by": "switchyard",
+                "switchyard": { "kind": "policy", "strategy": strategy } })
     });
     let models = snapshot.pool.backends().iter().map(|b| {
         json!({ "id": b.name(), "object": "model", "created": created, "owned_by": "pool",

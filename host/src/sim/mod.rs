@@ -9,4 +9,5 @@ pub mod embedded;
 pub mod models;
 pub mod questions;
 pub mod serve;
+pub mod teacher;
 pub mod world;

@@ -1,0 +1,184 @@
+//! The teacher: a privileged policy that writes well-formed Router-R1
+//! trajectories — think, decompose, choose a model from the descriptors,
+//! aggregate, answer — the source of supervised warm-up data for training.
+//!
+//! It reads the question's structure from the world's parser (privileged:
+//! a trained router must learn this), but knows answers only from what the
+//! models it calls reply, so its trajectories show real routing: cheap
+//! specialists first, escalation on refusal, decomposition of two-hop and
+//! comparison questions. Stateless: each turn is derived from the episode.
+
+use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
+
+use super::questions::{Intent, Parser, fact_templates, phrase};
+use super::world::{Domain, World};
+use crate::engine::{Episode, Policy, PolicyError};
+use crate::plugin::types::ModelDescriptor;
+
+pub struct TeacherPolicy {
+    name: String,
+    world: Arc<World>,
+    parser: Parser,
+}
+
+/// How the steps' answers combine into the final answer.
+type Compose = Box<dyn Fn(&[String]) -> String>;
+
+/// One sub-question of a plan, and what it is about.
+struct Step {
+    question: String,
+    domain: Option<Domain>,
+}
+
+fn answer_line(reply: &str) -> &str {
+    reply.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("").trim_end_matches('.')
+}
+
+fn refused(reply: &str) -> bool {
+    let l = answer_line(reply).to_lowercase();
+    l.is_empty() || ["don't know", "cannot answer", "not sure"].iter().any(|p| l.contains(p))
+}
+
+fn number(text: &str) -> Option<i64> {
+    text.split(|c: char| !c.is_ascii_digit()).find(|t| !t.is_empty())?.parse().ok()
+}
+
+fn score(model: &ModelDescriptor, domain: Option<Domain>) -> f64 {
+    let wanted = domain.map(|d| format!("{}-em", d.name()));
+    model.example_scores.iter().find(|s| Some(&s.benchmark) == wanted.as_ref()).map_or(0.0, |s| s.score)
+}
+
+impl TeacherPolicy {
+    pub fn new(name: impl Into<String>, world: Arc<World>) -> Self {
+        let parser = Parser::new(&world);
+        TeacherPolicy { name: name.into(), world, parser }
+    }
+
+    /// Models in the order the teacher tries them for a step: the cheapest
+    /// one scoring at least 0.7 in the domain first, then by score (price
+    /// breaking ties); whole questions go to multi-hop models first.
+    fn ranking<'a>(&self, pool: &'a [ModelDescriptor], step: &Step, whole: bool) -> Vec<&'a ModelDescriptor> {
+        let price = |m: &ModelDescriptor| m.price_in_per_mtok + m.price_out_per_mtok;
+        let mut ranked: Vec<&ModelDescriptor> = pool.iter().collect();
+        ranked.sort_by(|a, b| {
+            let key = |m: &ModelDescriptor| {
+                let multi = whole && m.strengths.iter().any(|s| s == "multi-hop");
+                let good = score(m, step.domain) >= 0.7;
+                (!multi, !good, if good { price(m) } else { -score(m, step.domain) })
+            };
+            key(a).partial_cmp(&key(b)).unwrap_or(std::cmp::Ordering::Equal).then_with(|| a.name.cmp(&b.name))
+        });
+        ranked
+    }
+
+    fn write_turn(&self, ep: &Episode) -> String {
+        let intent = self.parser.parse(&self.world, &ep.question);
+        // Answers so far, per sub-question text (first informative reply wins).
+        let answered = |q: &str| {
+            ep.calls
+                .iter()
+                .filter(|c| c.query == q && c.error.is_none() && !refused(&c.reply))
+                .map(|c| answer_line(&c.reply).to_string())
+                .next()
+        };
+        let tried = |q: &str| ep.calls.iter().filter(|c| c.query == q).map(|c| c.model.as_str()).collect::<Vec<_>>();
+        let w = &self.world;
+        // The plan: the next step to ask, or the final answer.
+        let (steps, whole, compose): (Vec<Step>, bool, Compose) = match intent {
+            Some(Intent::Fact(r, _)) => (
+                vec![Step { question: ep.question.clone(), domain: Some(r.domain()) }],
+                false,
+                Box::new(|a| a[0].clone()),
+            ),
+            Some(Intent::Value(a, _)) => (
+                vec![Step { question: ep.question.clone(), domain: Some(a.signature().1) }],
+                false,
+                Box::new(|a| a[0].clone()),
+            ),
+            Some(Intent::TwoHop(inner, outer, s)) => {
+                let first = phrase(w, Intent::Fact(inner, s), 0);
+                let mut steps = vec![Step { question: first.clone(), domain: Some(inner.domain()) }];
+                if let Some(bridge) = answered(&first) {
+                    let t = fact_templates(outer)[0];
+                    steps.push(Step { question: t.replacen("{}", &bridge, 1), domain: Some(outer.domain()) });
+                }
+                (steps, false, Box::new(|a| a.last().cloned().unwrap_or_default()))
+            }
+            Some(Intent::Compare(a, x, y)) => {
+                let d = Some(a.signature().1);
+                let (nx, ny) = (w.name(x).to_string(), w.name(y).to_string());
+                let smaller_wins = super::questions::compare_templates(a).1;
+                let steps = vec![
+                    Step { question: phrase(w, Intent::Value(a, x), 0), domain: d },
+                    Step { question: phrase(w, Intent::Value(a, y), 0), domain: d },
+                ];
+                let compose = move |ans: &[String]| match (number(&ans[0]), number(&ans[1])) {
+                    (Some(vx), Some(vy)) if (vx < vy) == smaller_wins => nx.clone(),
+                    (Some(_), Some(_)) => ny.clone(),
+                    _ => "I don't know".into(),
+                };
+                (steps, false, Box::new(compose))
+            }
+            None => (vec![Step { question: ep.question.clone(), domain: None }], true, Box::new(|a| a[0].clone())),
+        };
+        let kind = intent.map_or("an unfamiliar", |i| match i.kind() {
+            "one-hop" => "a one-hop",
+            "two-hop" => "a two-hop",
+            _ => "a comparison",
+        });
+        let mut answers = Vec::new();
+        for (i, step) in steps.iter().enumerate() {
+            if let Some(a) = answered(&step.question) {
+                answers.push(a);
+                continue;
+            }
+            let tried = tried(&step.question);
+            let next = self.ranking(&ep.pool, step, whole).into_iter().find(|m| !tried.contains(&m.name.as_str()));
+            match next {
+                Some(m) if !ep.final_turn => {
+                    let why = if tried.is_empty() {
+                        let d = step.domain.map_or("general".to_string(), |d| d.name().to_string());
+                        format!(
+                            "This is {kind} question. Step {} of {}: {} For {d} facts, {} scores {:.2} at ${:.2} per million output tokens.",
+                            i + 1,
+                            steps.len().max(i + 1),
+                            step.question,
+                            m.name,
+                            score(m, step.domain),
+                            m.price_out_per_mtok
+                        )
+                    } else {
+                        format!("{} could not answer; escalating to {}.", tried.join(" and "), m.name)
+                    };
+                    return format!("<think>{why}</think>\n<search>{}: {}</search>", m.name, step.question);
+                }
+                _ => {
+                    return format!(
+                        "<think>No model could answer step {}; I cannot complete the answer.</think>\n<answer>I don't know</answer>",
+                        i + 1
+                    );
+                }
+            }
+        }
+        let answer = compose(&answers);
+        let summary = if answers.len() > 1 {
+            format!("The steps gave {}.", answers.join(", then "))
+        } else {
+            format!("The answer is {answer}.")
+        };
+        format!("<think>{summary}</think>\n<answer>{answer}</answer>")
+    }
+}
+
+impl Policy for TeacherPolicy {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn next_turn<'a>(&'a self, episode: &'a Episode) -> BoxFuture<'a, Result<String, PolicyError>> {
+        let text = self.write_turn(episode);
+        Box::pin(async move { Ok(text) })
+    }
+}
