@@ -45,7 +45,9 @@ fn behave(input: &ScoringInput) -> RewardBreakdown {
         "alloc" => {
             let mut hoard: Vec<Vec<u8>> = Vec::new();
             loop {
-                hoard.push(vec![1u8; 1 << 20]);
+                                // Capacity only: each step grows memory without writing it,
+                // so the bomb hits the cap fast even on a loaded machine.
+                hoard.push(Vec::with_capacity(1 << 20));
                 black_box(&hoard);
             }
         }
