@@ -161,9 +161,26 @@ fn http_get(addr: &str, path: &str) -> String {
     response.split_once("\r\n\r\n").map(|(_, body)| body.to_string()).unwrap_or_default()
 }
 
+/// Start `switchyard <args>` (a serve command), return it and its address
+/// (read from the first stdout line).
+fn spawn_serve(args: &[&str]) -> (std::process::Child, String) {
+    use std::io::BufRead;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(args)
+        .current_dir(repo())
+        .env("SWITCHYARD_CACHE_DIR", repo().join("target/test-component-cache"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut first_line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut first_line).unwrap();
+    let addr = first_line.trim().strip_prefix("listening on http://").expect("prints its address").to_string();
+    (child, addr)
+}
+
 #[test]
 fn serve_reloads_on_sighup_and_stops_gracefully_on_sigterm() {
-    use std::io::BufRead;
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("switchyard.toml");
     let model = |name: &str| {
@@ -174,16 +191,7 @@ fn serve_reloads_on_sighup_and_stops_gracefully_on_sigterm() {
     };
     let header = format!("[plugins]\ndir = \"{}\"\n", repo().join("plugins/dist").display());
     std::fs::write(&config, format!("{header}{}", model("first"))).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
-        .args(["serve", "--config", config.to_str().unwrap(), "--listen", "127.0.0.1:0"])
-        .env("SWITCHYARD_CACHE_DIR", repo().join("target/test-component-cache"))
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut first_line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut first_line).unwrap();
-    let addr = first_line.trim().strip_prefix("listening on http://").expect("prints its address").to_string();
+    let (mut child, addr) = spawn_serve(&["serve", "--config", config.to_str().unwrap(), "--listen", "127.0.0.1:0"]);
     assert!(http_get(&addr, "/v1/models").contains("\"first\""));
 
     std::fs::write(&config, format!("{header}{}{}", model("first"), model("second"))).unwrap();
@@ -222,18 +230,7 @@ fn http_post(addr: &str, path: &str, body: &str) -> String {
 
 #[test]
 fn serve_without_config_routes_over_the_simulated_pool() {
-    use std::io::BufRead;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .current_dir(repo())
-        .env("SWITCHYARD_CACHE_DIR", repo().join("target/test-component-cache"))
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut first_line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut first_line).unwrap();
-    let addr = first_line.trim().strip_prefix("listening on http://").expect("prints its address").to_string();
+    let (mut child, addr) = spawn_serve(&["serve", "--listen", "127.0.0.1:0"]);
 
     // A question about the default world, answered through the cascade.
     let world = switchyard::sim::world::World::generate(&Default::default());

@@ -410,7 +410,7 @@ async fn graceful_shutdown_finishes_in_flight_requests() {
     let config = with_model(&pool_config(&backend.url()), "sleepy", "slow-500", "");
     let mut server = TestServer::start(&config).await;
     let request = server.client.post(server.url("/v1/chat/completions")).json(&ask("sleepy", "hi")).send();
-        let in_flight = tokio::spawn(request);
+    let in_flight = tokio::spawn(request);
     // Shut down once the request is in flight (the backend has it).
     while backend.recorded.calls_to("slow-500") == 0 {
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;

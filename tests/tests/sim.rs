@@ -139,3 +139,26 @@ async fn the_teacher_writes_well_formed_trajectories_that_mostly_answer_right() 
     );
     assert!(multi_model > 0, "escalates or combines models");
 }
+
+#[test]
+fn world_files_load_and_bad_ones_are_refused_with_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("world.toml");
+    std::fs::write(
+        &path,
+        "[world]\nseed = 3\nentities = 400\n[serve]\nlatency_scale = 0.5\n[faults]\nerror_rate = 0.25\n",
+    )
+    .unwrap();
+    let config = SimConfig::load(&path).unwrap();
+    assert_eq!((config.world.seed, config.faults.error_rate, config.serve.latency_scale), (3, 0.25, 0.5));
+    let models = config.build();
+    assert!((350..=450).contains(&models.world.entities.len()), "{}", models.world.entities.len());
+    assert_eq!(models.profiles().len(), 8);
+
+    std::fs::write(&path, "[faults]\nerror_rate = 2.0\n").unwrap();
+    let err = SimConfig::load(&path).unwrap_err().to_string();
+    assert!(err.contains("faults.error_rate") && err.contains("world.toml"), "{err}");
+    std::fs::write(&path, "[world]\nsed = 3\n").unwrap();
+    let err = SimConfig::load(&path).unwrap_err().to_string();
+    assert!(err.contains("unknown field `sed`"), "{err}");
+}

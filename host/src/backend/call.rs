@@ -253,8 +253,20 @@ impl Pool {
         }
     }
 
-    /// A complete (non-streaming) call to `name`, with retries and fallback.
-    pub async fn complete(&self, name: &str, request: &ChatRequest) -> Result<CallOutcome, BackendError> {
+    /// Try `name`, then its fallback chain: per backend up to `1 + retries`
+    /// attempts, each holding one concurrency slot (none while sleeping in
+    /// backoff); retry only retryable failures; move to the fallback on any
+    /// failure but the request's own fault. Returns the first success and the
+    /// number of attempts made.
+    async fn with_retries<T, Fut>(
+        &self,
+        name: &str,
+        request: &ChatRequest,
+        mut attempt: impl FnMut(Arc<Backend>, ChatRequest, OwnedSemaphorePermit) -> Fut,
+    ) -> Result<(T, u32), BackendError>
+    where
+        Fut: std::future::Future<Output = Result<T, (BackendError, Option<Duration>)>>,
+    {
         let mut attempts = 0;
         let mut last = None;
         for backend in self.chain(name)? {
@@ -262,8 +274,7 @@ impl Pool {
             if backend.name() != name {
                 request.model = backend.config.remote_model().to_string();
             }
-            for attempt in 0..=backend.config.retries {
-                // A slot per attempt: a request sleeping in backoff holds none.
+            for n in 0..=backend.config.retries {
                 let permit = match self.acquire(&backend).await {
                     Ok(p) => p,
                     Err(e) => {
@@ -272,36 +283,24 @@ impl Pool {
                     }
                 };
                 attempts += 1;
-                let result = self.attempt(&backend, &request).await;
-                drop(permit);
-                match result {
-                    Ok((completion, latency)) => {
-                        let usage = completion.usage.unwrap_or_else(|| Usage {
-                            input_tokens: request.messages.iter().map(|m| estimate_tokens(&m.content)).sum(),
-                            output_tokens: estimate_tokens(&completion.text),
-                        });
-                        let latency_ms = latency.as_millis().try_into().unwrap_or(u32::MAX);
-                        let cost = self.price(&backend, usage, latency_ms)?;
-                        metrics::counter!("switchyard_backend_calls_total", "model" => backend.name().to_string(), "outcome" => "ok").increment(1);
-                        return Ok(CallOutcome {
-                            model: backend.name().to_string(),
-                            completion,
-                            usage,
-                            cost,
-                            latency,
-                            attempts,
-                        });
+                let model = backend.name().to_string();
+                match attempt(backend.clone(), request.clone(), permit).await {
+                    Ok(value) => {
+                        metrics::counter!("switchyard_backend_calls_total", "model" => model, "outcome" => "ok")
+                            .increment(1);
+                        return Ok((value, attempts));
                     }
                     Err((error, retry_after)) => {
-                        metrics::counter!("switchyard_backend_calls_total", "model" => backend.name().to_string(), "outcome" => "error").increment(1);
+                        metrics::counter!("switchyard_backend_calls_total", "model" => model.clone(), "outcome" => "error")
+                            .increment(1);
+                        tracing::debug!(model, attempt = n, %error, "backend call failed");
                         let retry = error.retryable();
-                        tracing::debug!(model = backend.name(), attempt, %error, "backend call failed");
                         last = Some(error);
                         if !retry {
                             break;
                         }
-                        if attempt < backend.config.retries {
-                            tokio::time::sleep(backoff(attempt, retry_after)).await;
+                        if n < backend.config.retries {
+                            tokio::time::sleep(backoff(n, retry_after)).await;
                         }
                     }
                 }
@@ -314,44 +313,36 @@ impl Pool {
         Err(last.unwrap_or_else(|| BackendError::UnknownModel(name.to_string())))
     }
 
+    /// A complete (non-streaming) call to `name`, with retries and fallback.
+    pub async fn complete(&self, name: &str, request: &ChatRequest) -> Result<CallOutcome, BackendError> {
+        let ((model, completion, usage, cost, latency), attempts) = self
+            .with_retries(name, request, |backend, request, permit| async move {
+                let (completion, latency) = self.attempt(&backend, &request).await?;
+                drop(permit);
+                let usage = completion.usage.unwrap_or_else(|| Usage {
+                    input_tokens: request.messages.iter().map(|m| estimate_tokens(&m.content)).sum(),
+                    output_tokens: estimate_tokens(&completion.text),
+                });
+                let latency_ms = latency.as_millis().try_into().unwrap_or(u32::MAX);
+                let cost = self.price(&backend, usage, latency_ms).map_err(|e| (e, None))?;
+                Ok((backend.name().to_string(), completion, usage, cost, latency))
+            })
+            .await?;
+        Ok(CallOutcome { model, completion, usage, cost, latency, attempts })
+    }
+
     /// A streaming call to `name`. Failures before the first event retry and
     /// fall back like `complete`; once an event has been yielded, a failure
     /// ends the stream with an error item, never a silent clean end.
     pub async fn stream(self: &Arc<Self>, name: &str, request: &ChatRequest) -> Result<ItemStream, BackendError> {
-        let mut last = None;
-        for backend in self.chain(name)? {
-            let mut request = request.clone();
-            request.streaming = true;
-            if backend.name() != name {
-                request.model = backend.config.remote_model().to_string();
-            }
-            for attempt in 0..=backend.config.retries {
-                let permit = match self.acquire(&backend).await {
-                    Ok(p) => p,
-                    Err(e) => {
-                        last = Some(e);
-                        break;
-                    }
-                };
-                match self.open_stream(&backend, &request, permit).await {
-                    Ok(stream) => return Ok(stream),
-                    Err((error, retry_after)) => {
-                        let retry = error.retryable();
-                        last = Some(error);
-                        if !retry {
-                            break;
-                        }
-                        if attempt < backend.config.retries {
-                            tokio::time::sleep(backoff(attempt, retry_after)).await;
-                        }
-                    }
-                }
-            }
-            if last.as_ref().is_some_and(BackendError::client_caused) {
-                break;
-            }
-        }
-        Err(last.unwrap_or_else(|| BackendError::UnknownModel(name.to_string())))
+        let mut request = request.clone();
+        request.streaming = true;
+        let (stream, _) = self
+            .with_retries(name, &request, |backend, request, permit| async move {
+                self.open_stream(&backend, &request, permit).await
+            })
+            .await?;
+        Ok(stream)
     }
 
     /// Open one stream and read up to its first event, so that failures up
