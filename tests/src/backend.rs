@@ -6,7 +6,8 @@
 //! - `knows-geo`: answers questions about Veloria from a small fact table,
 //!   else "I cannot answer that."; `knows-nothing`: always cannot answer;
 //! - `echo`: "echo: <last user message>"; `tags`: a long reply full of protocol tag text;
-//! - `slow-<ms>`: waits, then echoes; `error-500`: always HTTP 500;
+//! - `slow-<ms>`: waits, then echoes; `slow-refuse-<ms>`: waits, then cannot answer;
+//! - `error-500`: always HTTP 500;
 //! - `flaky-<n>`: HTTP 503 for the first n requests, then echoes;
 //! - `limited`: HTTP 429 (Retry-After: 0) once, then echoes;
 //! - `malformed`: HTTP 200 with a broken JSON body;
@@ -123,6 +124,11 @@ async fn behave(rec: &Recorded, model: &str, question: &str, streaming: bool) ->
                 Ok(format!("echo: {question}"))
             }
         }
+        m if m.starts_with("slow-refuse-") => {
+            let ms: u64 = m["slow-refuse-".len()..].parse().unwrap_or(100);
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            Ok("I cannot answer that.".into())
+        }
         m if m.starts_with("slow-") => {
             let ms: u64 = m["slow-".len()..].parse().unwrap_or(100);
             tokio::time::sleep(Duration::from_millis(ms)).await;
@@ -198,10 +204,37 @@ async fn anthropic(State(rec): State<Arc<Recorded>>, headers: HeaderMap, Json(bo
         return (StatusCode::BAD_REQUEST, Json(json!({ "type": "error", "error": { "type": "invalid_request_error", "message": "missing anthropic-version" } }))).into_response();
     }
     let question = last_user(&body);
-    let text = match behave(&rec, &model, &question, false).await {
+    let streaming = body["stream"].as_bool().unwrap_or(false);
+    let text = match behave(&rec, &model, &question, streaming).await {
         Ok(t) => t,
         Err(r) => return r,
     };
+    if streaming {
+        // Anthropic's event sequence: usage split across message_start
+        // (input) and message_delta (output).
+        let mut events = vec![
+            (
+                "message_start",
+                json!({ "type": "message_start", "message": { "model": model, "usage": { "input_tokens": words(&question) + 10, "output_tokens": 1 } } }),
+            ),
+            (
+                "content_block_start",
+                json!({ "type": "content_block_start", "index": 0, "content_block": { "type": "text", "text": "" } }),
+            ),
+            ("ping", json!({ "type": "ping" })),
+        ];
+        for piece in text.split_inclusive(' ') {
+            events.push((
+                "content_block_delta",
+                json!({ "type": "content_block_delta", "index": 0, "delta": { "type": "text_delta", "text": piece } }),
+            ));
+        }
+        events.push(("content_block_stop", json!({ "type": "content_block_stop", "index": 0 })));
+        events.push(("message_delta", json!({ "type": "message_delta", "delta": { "stop_reason": "end_turn" }, "usage": { "output_tokens": words(&text) } })));
+        events.push(("message_stop", json!({ "type": "message_stop" })));
+        let body: String = events.iter().map(|(e, d)| format!("event: {e}\ndata: {d}\n\n")).collect();
+        return Response::builder().header("content-type", "text/event-stream").body(Body::from(body)).unwrap();
+    }
     Json(json!({
         "id": "msg_test", "type": "message", "role": "assistant", "model": model,
         "content": [{ "type": "text", "text": text }], "stop_reason": "end_turn",

@@ -468,3 +468,50 @@ async fn plugin_errors_are_counted_by_type() {
         "{metrics}"
     );
 }
+
+#[tokio::test]
+async fn anthropic_streams_pass_through_with_merged_usage() {
+    let backend = backend::start().await;
+    let server = TestServer::start(&pool_config(&backend.url())).await;
+    let mut request = ask("claude-geo", "What is the capital of Veloria?");
+    request["stream"] = json!(true);
+    let text = server.post("/v1/chat/completions", request).await.text().await.unwrap();
+    let data: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("data: ")).collect();
+    assert_eq!(*data.last().unwrap(), "[DONE]", "{text}");
+    let chunks: Vec<Value> = data[..data.len() - 1].iter().map(|d| serde_json::from_str(d).unwrap()).collect();
+    let content: String = chunks.iter().filter_map(|c| c["choices"][0]["delta"]["content"].as_str()).collect();
+    assert_eq!(content, "Karsk.");
+    let usage = &chunks.last().unwrap()["usage"];
+    // Input from message_start, output from message_delta: both kept.
+    assert!(
+        usage["prompt_tokens"].as_u64().unwrap() > 10 && usage["completion_tokens"].as_u64().unwrap() >= 1,
+        "{usage}"
+    );
+    assert!(chunks.iter().any(|c| c["choices"][0]["finish_reason"] == "stop"), "{text}");
+}
+
+#[tokio::test]
+async fn a_client_that_disconnects_cancels_its_episode() {
+    let backend = backend::start().await;
+    // The cheapest model is slow and then refuses, so the cascade would go
+    // on to `tiny` (remote `knows-nothing`) — unless the episode was cancelled.
+    let config = with_model(&pool_config(&backend.url()), "sluggish", "slow-refuse-600", "")
+        .replace("latency_ms = 1, context_tokens = 1 }", "latency_ms = 1, context_tokens = 1, size_b = 0.5 }")
+        .replace(
+            "price_in_per_mtok = 0.1, price_out_per_mtok = 0.1, latency_ms = 1",
+            "price_in_per_mtok = 0.001, price_out_per_mtok = 0.001, latency_ms = 1",
+        );
+    let server = TestServer::start(&config).await;
+    let impatient = reqwest::Client::builder().timeout(std::time::Duration::from_millis(200)).build().unwrap();
+    let sent =
+        impatient.post(server.url("/v1/chat/completions")).json(&ask("switchyard/cascade", "anything?")).send().await;
+    assert!(sent.is_err(), "the client gave up");
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    assert_eq!(backend.recorded.calls_to("slow-refuse-600"), 1);
+    assert_eq!(backend.recorded.calls_to("knows-nothing"), 0, "the cancelled episode made no further calls");
+
+    // Control: a patient client sees the cascade go on to the next model.
+    let (status, _) = json_of(server.post("/v1/chat/completions", ask("switchyard/cascade", "anything?")).await).await;
+    assert_eq!(status, 200);
+    assert!(backend.recorded.calls_to("knows-nothing") >= 1);
+}
