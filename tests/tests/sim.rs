@@ -162,3 +162,24 @@ fn world_files_load_and_bad_ones_are_refused_with_the_field() {
     let err = SimConfig::load(&path).unwrap_err().to_string();
     assert!(err.contains("unknown field `sed`"), "{err}");
 }
+
+#[tokio::test]
+async fn in_process_rollouts_match_rollouts_over_http() {
+    use switchyard::sim::embedded;
+    use switchyard::sim::teacher::TeacherPolicy;
+
+    let runtime = runtime_with(true, Some(repo_root().join("target/test-component-cache")));
+    let plugins = repo_root().join("plugins/dist");
+    let http_config = embedded::start(&plugins).await.unwrap();
+    let http_pool = Pool::from_config(&http_config, &runtime).unwrap();
+    let (config, router) = embedded::in_process(&plugins).unwrap();
+    let local_pool = Pool::from_config(&config, &runtime).unwrap().with_in_process(router);
+    let world = Arc::new(switchyard::sim::world::World::generate(&Default::default()));
+    let teacher = TeacherPolicy::new("teacher", world.clone());
+    for q in questions::generate(&world, 40, 2) {
+        let over_http = switchyard::engine::run(&config.engine, &teacher, &http_pool, &q.question).await.unwrap();
+        let in_process = switchyard::engine::run(&config.engine, &teacher, &local_pool, &q.question).await.unwrap();
+        assert_eq!(over_http.text(), in_process.text(), "{}", q.question);
+        assert_eq!(over_http.cost, in_process.cost);
+    }
+}

@@ -192,12 +192,38 @@ impl Pool {
     ) -> Result<reqwest::Response, BackendError> {
         let model = backend.name().to_string();
         let timeout = backend.config.timeout();
+        if let Some(router) = &self.in_process {
+            return match tokio::time::timeout(timeout, self.send_in_process(router, request)).await {
+                Err(_) => Err(BackendError::Timeout { model, after: timeout }),
+                Ok(result) => result.map_err(|message| BackendError::Transport { model, message }),
+            };
+        }
         match tokio::time::timeout(timeout, request.send()).await {
             Err(_) => Err(BackendError::Timeout { model, after: timeout }),
             Ok(Err(e)) if e.is_timeout() => Err(BackendError::Timeout { model, after: timeout }),
             Ok(Err(e)) => Err(BackendError::Transport { model, message: e.to_string() }),
             Ok(Ok(response)) => Ok(response),
         }
+    }
+
+    /// Hand the request to an in-process router; the reply body is read
+    /// whole (capped), so a cut stream is a transport error here.
+    async fn send_in_process(
+        &self,
+        router: &axum::Router,
+        request: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, String> {
+        use tower::ServiceExt;
+        let request = request.build().map_err(|e| e.to_string())?;
+        let request: axum::http::Request<reqwest::Body> =
+            request.try_into().map_err(|e: reqwest::Error| e.to_string())?;
+        let (parts, body) = request.into_parts();
+        let body = axum::body::Body::from(body.as_bytes().map(<[u8]>::to_vec).unwrap_or_default());
+        let response =
+            router.clone().oneshot(axum::http::Request::from_parts(parts, body)).await.map_err(|e| e.to_string())?;
+        let (parts, body) = response.into_parts();
+        let bytes = axum::body::to_bytes(body, self.max_body_bytes).await.map_err(|e| e.to_string())?;
+        Ok(reqwest::Response::from(axum::http::Response::from_parts(parts, bytes)))
     }
 
     /// Read a whole body, refusing more than `max_body_bytes`.

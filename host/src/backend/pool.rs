@@ -57,6 +57,10 @@ pub struct Pool {
     pub(super) cost_settings: Vec<Setting>,
     /// Cap on a provider reply body, in bytes.
     pub(super) max_body_bytes: usize,
+    /// When set, requests are handed to this router instead of the network
+    /// (the simulated pool for training rollouts): the same adapters, the
+    /// same HTTP request and reply, no socket.
+    pub(super) in_process: Option<axum::Router>,
 }
 
 impl Pool {
@@ -105,7 +109,13 @@ impl Pool {
             .iter()
             .map(|(name, value)| Setting { name: name.clone(), value: *value })
             .collect();
-        Ok(Pool { backends, index, client, cost, cost_settings, max_body_bytes: 8 << 20 })
+        Ok(Pool { backends, index, client, cost, cost_settings, max_body_bytes: 8 << 20, in_process: None })
+    }
+
+    /// Serve every request with `router` in-process instead of over HTTP.
+    pub fn with_in_process(mut self, router: axum::Router) -> Pool {
+        self.in_process = Some(router);
+        self
     }
 
     /// The model with this name or alias (exact, case-insensitive).

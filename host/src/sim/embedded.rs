@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
+use super::models::SimModels;
 use super::serve::{SimConfig, descriptors, spawn};
 use crate::config::{Config, DescriptorConfig, ModelConfig, PolicyConfig};
 
@@ -31,7 +32,23 @@ pub async fn start(plugins_dir: &Path) -> anyhow::Result<Config> {
     let models = sim.build();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.context("binding the simulated pool")?;
     let addr = spawn(listener, models.clone(), &sim);
-    let descriptors = descriptors(&models);
+    pool_config(plugins_dir, &format!("http://{addr}/v1"), &models)
+}
+
+/// The same pool without a socket, for fast rollouts: a config and the
+/// simulated pool's router, to give to `Pool::with_in_process`.
+pub fn in_process(plugins_dir: &Path) -> anyhow::Result<(Config, axum::Router)> {
+    let sim = SimConfig::default();
+    let models = sim.build();
+    let config = pool_config(plugins_dir, IN_PROCESS_ENDPOINT, &models)?;
+    Ok((config, super::serve::router(models, sim.faults.clone(), sim.serve.latency_scale)))
+}
+
+/// The endpoint in-process configs name (never resolved: no socket is opened).
+pub const IN_PROCESS_ENDPOINT: &str = "http://sim.in-process.invalid/v1";
+
+fn pool_config(plugins_dir: &Path, endpoint: &str, models: &SimModels) -> anyhow::Result<Config> {
+    let descriptors = descriptors(models);
 
     let mut config: Config = toml::from_str("").context("default configuration")?;
     config.path = PathBuf::from("(embedded default)");
@@ -54,7 +71,7 @@ pub async fn start(plugins_dir: &Path) -> anyhow::Result<Config> {
                 name: p.name.clone(),
                 aliases: vec![],
                 adapter: "openai-chat".into(),
-                endpoint: format!("http://{addr}/v1"),
+                endpoint: endpoint.to_string(),
                 remote_model: None,
                 api_key_env: None,
                 max_tokens: 512,
