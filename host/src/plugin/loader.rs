@@ -6,7 +6,6 @@
 //! and the missing or mismatched import/export — never at request time.
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -185,9 +184,6 @@ fn same_minor(a: &str, b: &str) -> bool {
 fn quoted(names: &[&str]) -> String {
     names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
 }
-
-/// Shared across a plugin's handles.
-pub type SharedInfo = Arc<PluginInfo>;
 
 #[cfg(test)]
 mod tests {

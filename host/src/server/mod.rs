@@ -15,7 +15,7 @@ mod ops;
 mod route;
 pub mod snapshot;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
@@ -150,9 +150,4 @@ pub async fn shutdown_signal() {
 /// The whole-request deadline of the current snapshot.
 pub(crate) fn request_timeout(snapshot: &Snapshot) -> Duration {
     Duration::from_millis(snapshot.config.server.request_timeout_ms)
-}
-
-/// The config file a server was started with, for display.
-pub fn describe(path: Option<&Path>) -> String {
-    path.map_or_else(|| "(built-in)".into(), |p| p.display().to_string())
 }

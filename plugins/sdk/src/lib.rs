@@ -4,6 +4,7 @@
 #![no_std]
 extern crate alloc;
 
+pub mod http;
 pub mod normalize;
 pub mod pool;
 pub mod settings;

@@ -34,6 +34,7 @@ wit_bindgen::generate!({ world: "adapter", path: "../../../wit" });
 
 use serde_json::{Map, Value, json};
 use switchyard::plugin::types::{ErrorKind, StreamDelta, Usage};
+use switchyard_plugin_sdk::http;
 
 /// The API version this adapter speaks; request and reply shapes depend on it.
 pub const ANTHROPIC_VERSION: &str = "2023-06-01";
@@ -41,34 +42,12 @@ pub const ANTHROPIC_VERSION: &str = "2023-06-01";
 /// Sent when the request leaves `max-tokens` unset (Anthropic requires one).
 pub const DEFAULT_MAX_TOKENS: u32 = 1024;
 
-/// Longest provider text quoted in an error message, in characters: enough
-/// to diagnose, short enough for a log line.
-const QUOTE_CHARS: usize = 300;
-
 fn upstream(message: String) -> PluginError {
     PluginError { kind: ErrorKind::Upstream, message }
 }
 
 fn invalid(message: String) -> PluginError {
     PluginError { kind: ErrorKind::InvalidInput, message }
-}
-
-/// `{base-url}/{path}`, after checking the base URL is a plain http(s) URL.
-pub fn endpoint(base_url: &str, path: &str) -> Result<String, PluginError> {
-    let base = base_url.trim().trim_end_matches('/');
-    let lower = base.to_ascii_lowercase();
-    let rest = lower.strip_prefix("https://").or_else(|| lower.strip_prefix("http://"));
-    let Some(rest) = rest else {
-        return Err(invalid(format!("base-url must be an http(s) URL, got `{base_url}`")));
-    };
-    if rest.is_empty() || rest.starts_with('/') {
-        return Err(invalid(format!("base-url has no host: `{base_url}`")));
-    }
-    // A query or fragment would end up before the path we append.
-    if rest.contains(['?', '#']) || rest.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(invalid(format!("base-url must not contain a query, fragment or whitespace: `{base_url}`")));
-    }
-    Ok(format!("{base}/{path}"))
 }
 
 /// The JSON body for `request`.
@@ -116,7 +95,7 @@ pub fn request_body(request: &ChatRequest) -> Result<Value, PluginError> {
 
 /// The whole HTTP request for `request` against `base_url`.
 pub fn build(request: &ChatRequest, base_url: &str) -> Result<HttpRequest, PluginError> {
-    let url = endpoint(base_url, "messages")?;
+    let url = http::endpoint(base_url, "messages").map_err(invalid)?;
     let body =
         serde_json::to_vec(&request_body(request)?).map_err(|e| invalid(format!("cannot encode request: {e}")))?;
     let accept = if request.streaming { "text/event-stream" } else { "application/json" };
@@ -132,23 +111,6 @@ pub fn build(request: &ChatRequest, base_url: &str) -> Result<HttpRequest, Plugi
     })
 }
 
-/// At most [`QUOTE_CHARS`] characters of `text`, whitespace collapsed and
-/// control characters dropped so the quote fits on one log line.
-fn quote(text: &str) -> String {
-    let mut out = String::new();
-    for (n, word) in text.split_whitespace().enumerate() {
-        if n > 0 {
-            out.push(' ');
-        }
-        out.extend(word.chars().filter(|c| !c.is_control()));
-        if out.chars().count() > QUOTE_CHARS {
-            let cut: String = out.chars().take(QUOTE_CHARS).collect();
-            return cut + "...";
-        }
-    }
-    out
-}
-
 /// The provider's error text in a JSON body:
 /// `{"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}`
 /// gives "Overloaded (overloaded_error)". Proxies in front of the API may
@@ -161,31 +123,9 @@ pub fn provider_error(body: &Value) -> Option<String> {
         .or_else(|| error.and_then(Value::as_str))
         .or_else(|| body.get("message").and_then(Value::as_str))?;
     match error.and_then(|e| e.get("type")).and_then(Value::as_str) {
-        Some(kind) => Some(quote(&format!("{text} ({kind})"))),
-        None => Some(quote(text)),
+        Some(kind) => Some(http::quote(&format!("{text} ({kind})"))),
+        None => Some(http::quote(text)),
     }
-}
-
-/// The message of an error reply: the status, then the provider's message,
-/// else the start of the body, whatever it is.
-fn http_error(status: u16, body: &[u8]) -> String {
-    let detail = match serde_json::from_slice::<Value>(body) {
-        Ok(v) => provider_error(&v).unwrap_or_else(|| quote(&String::from_utf8_lossy(body))),
-        // Not JSON: an HTML error page, plain text, or a truncated reply.
-        Err(_) => quote(&String::from_utf8_lossy(body)),
-    };
-    if detail.is_empty() {
-        format!("provider returned HTTP {status} with an empty body")
-    } else {
-        format!("provider returned HTTP {status}: {detail}")
-    }
-}
-
-/// A token count, saturating at `u32::MAX`; `None` unless a non-negative number.
-fn count(v: Option<&Value>) -> Option<u32> {
-    let v = v?;
-    let n = v.as_u64().or_else(|| v.as_f64().filter(|f| f.is_finite() && *f >= 0.0).map(|f| f as u64))?;
-    Some(u32::try_from(n).unwrap_or(u32::MAX))
 }
 
 /// Usage from an Anthropic `usage` object; `None` when absent or carrying
@@ -193,7 +133,7 @@ fn count(v: Option<&Value>) -> Option<u32> {
 /// are not added: the router sends no cache-control, so they stay 0.
 pub fn usage(v: Option<&Value>) -> Option<Usage> {
     let v = v?;
-    let (input, output) = (count(v.get("input_tokens")), count(v.get("output_tokens")));
+    let (input, output) = (http::count(v.get("input_tokens")), http::count(v.get("output_tokens")));
     if input.is_none() && output.is_none() {
         return None;
     }
@@ -212,10 +152,10 @@ pub fn finish_reason(stop_reason: &str) -> String {
 /// A complete reply, success or error.
 pub fn parse(response: &HttpResponse) -> Result<Completion, PluginError> {
     if !(200..300).contains(&response.status) {
-        return Err(upstream(http_error(response.status, &response.body)));
+        return Err(upstream(http::http_error(response.status, &response.body, provider_error)));
     }
     let reply: Value = serde_json::from_slice(&response.body).map_err(|e| {
-        upstream(format!("reply is not valid JSON ({e}): {}", quote(&String::from_utf8_lossy(&response.body))))
+        upstream(format!("reply is not valid JSON ({e}): {}", http::quote(&String::from_utf8_lossy(&response.body))))
     })?;
     let Some(content) = reply.get("content").and_then(Value::as_array) else {
         return Err(upstream(match provider_error(&reply) {
@@ -252,7 +192,7 @@ pub fn parse_event(event: &str, data: &str) -> Result<StreamEvent, PluginError> 
     }
     let chunk: Value = serde_json::from_str(data).map_err(|e| {
         let name = if event.is_empty() { "stream" } else { event };
-        upstream(format!("{name} event data is not valid JSON ({e}): {}", quote(data)))
+        upstream(format!("{name} event data is not valid JSON ({e}): {}", http::quote(data)))
     })?;
     let kind = if event.is_empty() { chunk.get("type").and_then(Value::as_str).unwrap_or("") } else { event };
     match kind {
@@ -288,7 +228,9 @@ pub fn parse_event(event: &str, data: &str) -> Result<StreamEvent, PluginError> 
             })
         }
         "message_stop" => Ok(StreamEvent::Done),
-        "error" => Err(upstream(format!("stream error: {}", provider_error(&chunk).unwrap_or_else(|| quote(data))))),
+        "error" => {
+            Err(upstream(format!("stream error: {}", provider_error(&chunk).unwrap_or_else(|| http::quote(data)))))
+        }
         _ => Ok(StreamEvent::Ignore),
     }
 }

@@ -30,10 +30,7 @@ wit_bindgen::generate!({ world: "adapter", path: "../../../wit" });
 
 use serde_json::{Map, Value, json};
 use switchyard::plugin::types::{ErrorKind, StreamDelta, Usage};
-
-/// Longest provider text quoted in an error message, in characters: enough
-/// to diagnose, short enough for a log line.
-const QUOTE_CHARS: usize = 300;
+use switchyard_plugin_sdk::http;
 
 fn upstream(message: String) -> PluginError {
     PluginError { kind: ErrorKind::Upstream, message }
@@ -41,24 +38,6 @@ fn upstream(message: String) -> PluginError {
 
 fn invalid(message: String) -> PluginError {
     PluginError { kind: ErrorKind::InvalidInput, message }
-}
-
-/// `{base-url}/{path}`, after checking the base URL is a plain http(s) URL.
-pub fn endpoint(base_url: &str, path: &str) -> Result<String, PluginError> {
-    let base = base_url.trim().trim_end_matches('/');
-    let lower = base.to_ascii_lowercase();
-    let rest = lower.strip_prefix("https://").or_else(|| lower.strip_prefix("http://"));
-    let Some(rest) = rest else {
-        return Err(invalid(format!("base-url must be an http(s) URL, got `{base_url}`")));
-    };
-    if rest.is_empty() || rest.starts_with('/') {
-        return Err(invalid(format!("base-url has no host: `{base_url}`")));
-    }
-    // A query or fragment would end up before the path we append.
-    if rest.contains(['?', '#']) || rest.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(invalid(format!("base-url must not contain a query, fragment or whitespace: `{base_url}`")));
-    }
-    Ok(format!("{base}/{path}"))
 }
 
 /// The JSON body for `request`.
@@ -99,7 +78,7 @@ pub fn request_body(request: &ChatRequest) -> Result<Value, PluginError> {
 
 /// The whole HTTP request for `request` against `base_url`.
 pub fn build(request: &ChatRequest, base_url: &str) -> Result<HttpRequest, PluginError> {
-    let url = endpoint(base_url, "chat/completions")?;
+    let url = http::endpoint(base_url, "chat/completions").map_err(invalid)?;
     let body =
         serde_json::to_vec(&request_body(request)?).map_err(|e| invalid(format!("cannot encode request: {e}")))?;
     let accept = if request.streaming { "text/event-stream" } else { "application/json" };
@@ -109,23 +88,6 @@ pub fn build(request: &ChatRequest, base_url: &str) -> Result<HttpRequest, Plugi
         headers: vec![("content-type".into(), "application/json".into()), ("accept".into(), accept.into())],
         body,
     })
-}
-
-/// At most [`QUOTE_CHARS`] characters of `text`, whitespace collapsed and
-/// control characters dropped so the quote fits on one log line.
-fn quote(text: &str) -> String {
-    let mut out = String::new();
-    for (n, word) in text.split_whitespace().enumerate() {
-        if n > 0 {
-            out.push(' ');
-        }
-        out.extend(word.chars().filter(|c| !c.is_control()));
-        if out.chars().count() > QUOTE_CHARS {
-            let cut: String = out.chars().take(QUOTE_CHARS).collect();
-            return cut + "...";
-        }
-    }
-    out
 }
 
 /// The provider's own error text in a JSON body, in the shapes seen in the
@@ -139,36 +101,14 @@ pub fn provider_error(body: &Value) -> Option<String> {
         .or_else(|| error.and_then(Value::as_str))
         .or_else(|| body.get("message").and_then(Value::as_str))
         .or_else(|| body.get("detail").and_then(Value::as_str))?;
-    Some(quote(text))
-}
-
-/// The message of an error reply: the status, then the provider's message,
-/// else the start of the body, whatever it is.
-fn http_error(status: u16, body: &[u8]) -> String {
-    let detail = match serde_json::from_slice::<Value>(body) {
-        Ok(v) => provider_error(&v).unwrap_or_else(|| quote(&String::from_utf8_lossy(body))),
-        // Not JSON: an HTML error page, plain text, or a truncated reply.
-        Err(_) => quote(&String::from_utf8_lossy(body)),
-    };
-    if detail.is_empty() {
-        format!("provider returned HTTP {status} with an empty body")
-    } else {
-        format!("provider returned HTTP {status}: {detail}")
-    }
-}
-
-/// A token count, saturating at `u32::MAX`; `None` unless a non-negative number.
-fn count(v: Option<&Value>) -> Option<u32> {
-    let v = v?;
-    let n = v.as_u64().or_else(|| v.as_f64().filter(|f| f.is_finite() && *f >= 0.0).map(|f| f as u64))?;
-    Some(u32::try_from(n).unwrap_or(u32::MAX))
+    Some(http::quote(text))
 }
 
 /// Usage from an OpenAI `usage` object; `None` when absent, null, or
 /// carrying neither count (a missing count reads as 0).
 pub fn usage(v: Option<&Value>) -> Option<Usage> {
     let v = v?;
-    let (input, output) = (count(v.get("prompt_tokens")), count(v.get("completion_tokens")));
+    let (input, output) = (http::count(v.get("prompt_tokens")), http::count(v.get("completion_tokens")));
     if input.is_none() && output.is_none() {
         return None;
     }
@@ -182,17 +122,19 @@ fn content_text(content: Option<&Value>) -> Result<String, PluginError> {
         None | Some(Value::Null) => Ok(String::new()),
         Some(Value::String(s)) => Ok(s.clone()),
         Some(Value::Array(parts)) => Ok(parts.iter().filter_map(|p| p.get("text").and_then(Value::as_str)).collect()),
-        Some(other) => Err(upstream(format!("message content has an unexpected shape: {}", quote(&other.to_string())))),
+        Some(other) => {
+            Err(upstream(format!("message content has an unexpected shape: {}", http::quote(&other.to_string()))))
+        }
     }
 }
 
 /// A complete reply, success or error.
 pub fn parse(response: &HttpResponse) -> Result<Completion, PluginError> {
     if !(200..300).contains(&response.status) {
-        return Err(upstream(http_error(response.status, &response.body)));
+        return Err(upstream(http::http_error(response.status, &response.body, provider_error)));
     }
     let reply: Value = serde_json::from_slice(&response.body).map_err(|e| {
-        upstream(format!("reply is not valid JSON ({e}): {}", quote(&String::from_utf8_lossy(&response.body))))
+        upstream(format!("reply is not valid JSON ({e}): {}", http::quote(&String::from_utf8_lossy(&response.body))))
     })?;
     let Some(choice) = reply.get("choices").and_then(Value::as_array).and_then(|c| c.first()) else {
         // Some gateways (OpenRouter) report errors with a 200 status.
@@ -223,9 +165,9 @@ pub fn parse_event(event: &str, data: &str) -> Result<StreamEvent, PluginError> 
         };
     }
     let chunk: Value = serde_json::from_str(data)
-        .map_err(|e| upstream(format!("stream chunk is not valid JSON ({e}): {}", quote(data))))?;
+        .map_err(|e| upstream(format!("stream chunk is not valid JSON ({e}): {}", http::quote(data))))?;
     if event == "error" || chunk.get("error").is_some_and(|e| !e.is_null()) {
-        let message = provider_error(&chunk).unwrap_or_else(|| quote(data));
+        let message = provider_error(&chunk).unwrap_or_else(|| http::quote(data));
         return Err(upstream(format!("stream error: {message}")));
     }
     let choice = chunk.get("choices").and_then(Value::as_array).and_then(|c| c.first());
@@ -503,7 +445,7 @@ mod tests {
 
         let huge = format!(r#"{{"error":{{"message":"{}"}}}}"#, "é".repeat(10_000));
         let err = parse(&response(400, &huge)).unwrap_err();
-        assert!(err.message.chars().count() < QUOTE_CHARS + 100, "{}", err.message.len());
+        assert!(err.message.chars().count() < http::QUOTE_CHARS + 100, "{}", err.message.len());
     }
 
     #[test]
