@@ -4,7 +4,10 @@
 //! `server` (the OpenAI-compatible HTTP API) -> `engine` (the Router-R1 turn
 //! loop and its policies) -> `backend` (the model pool over adapter
 //! components) -> `plugin` (the sandboxed component runtime that rewards,
-//! costs, adapters and strategies run in). `config` describes all of it.
+//! costs, adapters and strategies run in). `config` describes all of it;
+//! `sim` is the simulated world (knowledge graph, questions, simulated LLMs
+//! served as a backend, the teacher policy) that stands in for real data
+//! and providers offline.
 
 pub mod backend;
 pub mod cli;

@@ -1,8 +1,8 @@
 //! `switchyard demo`: the reference plugins end to end on recorded routing
 //! episodes (host/demo/trajectories.json): every call is priced by the cost
 //! plugin, every episode scored by the reward plugin at several alphas, and
-//! each strategy's first decision shown. It is the main job until the server
-//! and the simulated world land.
+//! each strategy's first decision shown: a look at the plugins alone,
+//! without a server or backends.
 
 use std::path::{Path, PathBuf};
 
