@@ -1,0 +1,1 @@
+//! Export of a trained policy for the host (being written).

@@ -1,0 +1,577 @@
+//! The router policy: a decoder-only transformer of the Llama / Qwen2 family,
+//! readable top to bottom.
+//!
+//! embed -> N x [RMSNorm -> grouped-query attention with rotary positions -> residual,
+//!               RMSNorm -> SwiGLU MLP -> residual] -> RMSNorm -> LM head (optionally tied)
+//!
+//! Weights carry Hugging Face names (`model.layers.3.self_attn.q_proj.weight`), so a local
+//! snapshot of Qwen2 or Llama loads into it unchanged and a checkpoint of ours is a valid
+//! snapshot. The forward pass has the signature of the ONNX export (`export::onnx`): token ids,
+//! a 0/1 attention mask over past + current tokens, position ids and the per-layer key/value
+//! cache in, logits and the grown cache out — so the two can be compared logit for logit.
+//!
+//! Invariants:
+//! - a masked key position contributes exactly nothing to an attended query (its score is
+//!   `MASK_VALUE`, so its softmax weight underflows to zero); a fully masked query row (left
+//!   padding) attends uniformly and is never read;
+//! - the cache holds keys after rotary embedding, before grouped heads are repeated: one entry
+//!   per layer of shape `[batch, kv_heads, past_len, head_dim]`, the optimum layout.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use tch::nn::{self, Module};
+use tch::{Device, Kind, Tensor};
+
+/// Added to the attention score of a masked key (as Hugging Face does: the dtype's minimum,
+/// finite, so a fully masked row stays finite).
+pub const MASK_VALUE: f64 = f32::MIN as f64;
+
+/// The architecture, in the field names of Hugging Face's `config.json`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Config {
+    /// `qwen2` or `llama`; Qwen2 puts biases on the q/k/v projections.
+    pub model_type: String,
+    pub vocab_size: i64,
+    pub hidden_size: i64,
+    pub intermediate_size: i64,
+    pub num_hidden_layers: i64,
+    pub num_attention_heads: i64,
+    pub num_key_value_heads: i64,
+    /// Defaults to `hidden_size / num_attention_heads`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub head_dim: Option<i64>,
+    #[serde(default = "default_eps")]
+    pub rms_norm_eps: f64,
+    #[serde(default = "default_theta")]
+    pub rope_theta: f64,
+    #[serde(default = "default_max_positions")]
+    pub max_position_embeddings: i64,
+    #[serde(default)]
+    pub tie_word_embeddings: bool,
+    /// Llama's switch for q/k/v/o biases; absent for Qwen2 (which has q/k/v biases).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attention_bias: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bos_token_id: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eos_token_id: Option<i64>,
+}
+
+fn default_eps() -> f64 {
+    1e-6
+}
+fn default_theta() -> f64 {
+    10_000.0
+}
+fn default_max_positions() -> i64 {
+    4096
+}
+
+/// Why a model could not be built or loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error("{path}: {message}")]
+    File { path: String, message: String },
+    #[error("invalid model config: {0}")]
+    Config(String),
+    #[error("{path}: weight `{name}` has shape {found:?}, the config implies {expected:?}")]
+    Shape { path: String, name: String, expected: Vec<i64>, found: Vec<i64> },
+    #[error("{dir}: weights missing from the snapshot: {names}")]
+    Missing { dir: String, names: String },
+    #[error(transparent)]
+    Torch(#[from] tch::TchError),
+}
+
+impl Config {
+    /// The tiny configuration trained from scratch on the simulated world.
+    pub fn tiny(vocab_size: i64) -> Config {
+        Config {
+            model_type: "qwen2".into(),
+            vocab_size,
+            hidden_size: 128,
+            intermediate_size: 384,
+            num_hidden_layers: 4,
+            num_attention_heads: 4,
+            num_key_value_heads: 2,
+            head_dim: None,
+            rms_norm_eps: 1e-6,
+            rope_theta: 10_000.0,
+            max_position_embeddings: 2048,
+            tie_word_embeddings: true,
+            attention_bias: None,
+            bos_token_id: None,
+            eos_token_id: None,
+        }
+    }
+
+    pub fn head_dim(&self) -> i64 {
+        self.head_dim.unwrap_or(self.hidden_size / self.num_attention_heads.max(1))
+    }
+
+    pub fn qkv_bias(&self) -> bool {
+        self.attention_bias.unwrap_or(self.model_type == "qwen2")
+    }
+
+    pub fn validate(&self) -> Result<(), ModelError> {
+        let bad = |m: String| Err(ModelError::Config(m));
+        if !matches!(self.model_type.as_str(), "qwen2" | "llama") {
+            return bad(format!("model_type `{}` is not supported (qwen2 or llama)", self.model_type));
+        }
+        for (name, v) in [
+            ("vocab_size", self.vocab_size),
+            ("hidden_size", self.hidden_size),
+            ("intermediate_size", self.intermediate_size),
+            ("num_hidden_layers", self.num_hidden_layers),
+            ("num_attention_heads", self.num_attention_heads),
+            ("num_key_value_heads", self.num_key_value_heads),
+            ("head_dim", self.head_dim()),
+        ] {
+            if v <= 0 {
+                return bad(format!("{name} must be positive, got {v}"));
+            }
+        }
+        if self.num_attention_heads % self.num_key_value_heads != 0 {
+            return bad(format!(
+                "num_attention_heads ({}) must be a multiple of num_key_value_heads ({})",
+                self.num_attention_heads, self.num_key_value_heads
+            ));
+        }
+        if self.head_dim() % 2 != 0 {
+            return bad(format!("head_dim must be even for rotary embeddings, got {}", self.head_dim()));
+        }
+        Ok(())
+    }
+
+    /// Parameter count (tied embeddings counted once).
+    pub fn parameters(&self) -> i64 {
+        let (h, d, kv) = (self.hidden_size, self.head_dim(), self.num_key_value_heads);
+        let q = self.num_attention_heads * d;
+        let bias = if self.qkv_bias() { q + 2 * kv * d } else { 0 };
+        let layer = h * q + 2 * h * kv * d + q * h + bias + 3 * h * self.intermediate_size + 2 * h;
+        let embed = self.vocab_size * h;
+        embed + self.num_hidden_layers * layer + h + if self.tie_word_embeddings { 0 } else { embed }
+    }
+}
+
+/// One layer's cached keys and values, `[batch, kv_heads, len, head_dim]` each.
+pub type LayerCache = (Tensor, Tensor);
+
+fn linear(vs: nn::Path, input: i64, output: i64, bias: bool) -> nn::Linear {
+    nn::linear(vs, input, output, nn::LinearConfig { bias, ..Default::default() })
+}
+
+/// Root-mean-square normalisation with a learned scale (no mean subtraction, no bias).
+#[derive(Debug)]
+struct RmsNorm {
+    weight: Tensor,
+    eps: f64,
+}
+
+impl RmsNorm {
+    fn new(vs: nn::Path, size: i64, eps: f64) -> RmsNorm {
+        RmsNorm { weight: vs.ones("weight", &[size]), eps }
+    }
+
+    fn forward(&self, x: &Tensor) -> Tensor {
+        let variance = x.pow_tensor_scalar(2).mean_dim(-1, true, Kind::Float);
+        x * (variance + self.eps).rsqrt() * &self.weight
+    }
+}
+
+/// Rotary position embedding (the "rotate half" form Llama and Qwen2 use).
+#[derive(Debug)]
+struct Rotary {
+    /// `[head_dim / 2]`: theta^(-2i/d).
+    inv_freq: Tensor,
+}
+
+impl Rotary {
+    fn new(config: &Config, device: Device) -> Rotary {
+        let d = config.head_dim();
+        let inv_freq: Vec<f32> =
+            (0..d / 2).map(|i| (1.0 / config.rope_theta.powf(2.0 * i as f64 / d as f64)) as f32).collect();
+        let inv_freq = Tensor::from_slice(&inv_freq).to_device(device);
+        Rotary { inv_freq }
+    }
+
+    /// cos and sin for `position_ids` `[batch, seq]`, shaped `[batch, 1, seq, head_dim]`.
+    fn cos_sin(&self, position_ids: &Tensor) -> (Tensor, Tensor) {
+        let angles = position_ids.to_kind(Kind::Float).unsqueeze(-1) * &self.inv_freq;
+        let angles = Tensor::cat(&[&angles, &angles], -1).unsqueeze(1);
+        (angles.cos(), angles.sin())
+    }
+}
+
+fn rotate_half(x: &Tensor) -> Tensor {
+    let half = x.size().last().copied().unwrap_or(0) / 2;
+    Tensor::cat(&[-x.narrow(-1, half, half), x.narrow(-1, 0, half)], -1)
+}
+
+fn apply_rotary(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Tensor {
+    x * cos + rotate_half(x) * sin
+}
+
+/// Grouped-query self-attention: `num_key_value_heads` key/value heads shared by groups of
+/// query heads.
+#[derive(Debug)]
+struct Attention {
+    q_proj: nn::Linear,
+    k_proj: nn::Linear,
+    v_proj: nn::Linear,
+    o_proj: nn::Linear,
+    heads: i64,
+    kv_heads: i64,
+    head_dim: i64,
+}
+
+impl Attention {
+    fn new(vs: nn::Path, c: &Config) -> Attention {
+        let (h, d) = (c.hidden_size, c.head_dim());
+        let bias = c.qkv_bias();
+        let o_bias = c.model_type == "llama" && c.attention_bias == Some(true);
+        Attention {
+            q_proj: linear(&vs / "q_proj", h, c.num_attention_heads * d, bias),
+            k_proj: linear(&vs / "k_proj", h, c.num_key_value_heads * d, bias),
+            v_proj: linear(&vs / "v_proj", h, c.num_key_value_heads * d, bias),
+            o_proj: linear(&vs / "o_proj", c.num_attention_heads * d, h, o_bias),
+            heads: c.num_attention_heads,
+            kv_heads: c.num_key_value_heads,
+            head_dim: d,
+        }
+    }
+
+    fn forward(
+        &self,
+        x: &Tensor,
+        rotary: &(Tensor, Tensor),
+        bias: &Tensor,
+        past: Option<&LayerCache>,
+    ) -> (Tensor, LayerCache) {
+        let (b, t, _) = x.size3().unwrap_or((0, 0, 0));
+        let split = |y: Tensor, heads: i64| y.view([b, t, heads, self.head_dim]).transpose(1, 2);
+        let q = split(self.q_proj.forward(x), self.heads);
+        let k = split(self.k_proj.forward(x), self.kv_heads);
+        let v = split(self.v_proj.forward(x), self.kv_heads);
+        let (cos, sin) = rotary;
+        let q = apply_rotary(&q, cos, sin);
+        let k = apply_rotary(&k, cos, sin);
+        let (k, v) = match past {
+            Some((pk, pv)) => (Tensor::cat(&[pk, &k], 2), Tensor::cat(&[pv, &v], 2)),
+            None => (k, v),
+        };
+        let present = (k.shallow_clone(), v.shallow_clone());
+        // Each key/value head serves `heads / kv_heads` consecutive query heads.
+        let repeat =
+            |y: &Tensor| {
+                let s = y.size()[2];
+                y.unsqueeze(2)
+                    .expand([b, self.kv_heads, self.heads / self.kv_heads, s, self.head_dim], false)
+                    .reshape([b, self.heads, s, self.head_dim])
+            };
+        let (k, v) = (repeat(&k), repeat(&v));
+        let scores = q.matmul(&k.transpose(-2, -1)) / (self.head_dim as f64).sqrt() + bias;
+        let weights = scores.softmax(-1, Kind::Float);
+        let y = weights.matmul(&v).transpose(1, 2).reshape([b, t, self.heads * self.head_dim]);
+        (self.o_proj.forward(&y), present)
+    }
+}
+
+/// The SwiGLU feed-forward block: down(silu(gate(x)) * up(x)).
+#[derive(Debug)]
+struct Mlp {
+    gate_proj: nn::Linear,
+    up_proj: nn::Linear,
+    down_proj: nn::Linear,
+}
+
+impl Mlp {
+    fn new(vs: nn::Path, c: &Config) -> Mlp {
+        let (h, i) = (c.hidden_size, c.intermediate_size);
+        Mlp {
+            gate_proj: linear(&vs / "gate_proj", h, i, false),
+            up_proj: linear(&vs / "up_proj", h, i, false),
+            down_proj: linear(&vs / "down_proj", i, h, false),
+        }
+    }
+
+    fn forward(&self, x: &Tensor) -> Tensor {
+        self.down_proj.forward(&(self.gate_proj.forward(x).silu() * self.up_proj.forward(x)))
+    }
+}
+
+#[derive(Debug)]
+struct Block {
+    input_layernorm: RmsNorm,
+    self_attn: Attention,
+    post_attention_layernorm: RmsNorm,
+    mlp: Mlp,
+}
+
+impl Block {
+    fn new(vs: nn::Path, c: &Config) -> Block {
+        Block {
+            input_layernorm: RmsNorm::new(&vs / "input_layernorm", c.hidden_size, c.rms_norm_eps),
+            self_attn: Attention::new(&vs / "self_attn", c),
+            post_attention_layernorm: RmsNorm::new(&vs / "post_attention_layernorm", c.hidden_size, c.rms_norm_eps),
+            mlp: Mlp::new(&vs / "mlp", c),
+        }
+    }
+
+    fn forward(
+        &self,
+        x: &Tensor,
+        rotary: &(Tensor, Tensor),
+        bias: &Tensor,
+        past: Option<&LayerCache>,
+    ) -> (Tensor, LayerCache) {
+        let (attended, present) = self.self_attn.forward(&self.input_layernorm.forward(x), rotary, bias, past);
+        let x = x + attended;
+        let x = &x + self.mlp.forward(&self.post_attention_layernorm.forward(&x));
+        (x, present)
+    }
+}
+
+/// The decoder. Owns its variables' store.
+#[derive(Debug)]
+pub struct Transformer {
+    pub config: Config,
+    pub vs: nn::VarStore,
+    embed_tokens: Tensor,
+    layers: Vec<Block>,
+    norm: RmsNorm,
+    /// `None` when tied to the embedding.
+    lm_head: Option<nn::Linear>,
+    rotary: Rotary,
+}
+
+/// What one forward pass returns.
+pub struct Output {
+    /// `[batch, seq, vocab]`, float32.
+    pub logits: Tensor,
+    /// The cache grown by this pass's tokens, one entry per layer.
+    pub present: Vec<LayerCache>,
+}
+
+impl Transformer {
+    /// A model with freshly initialised weights (seeded through `tch::manual_seed`).
+    pub fn new(config: Config, device: Device) -> Result<Transformer, ModelError> {
+        config.validate()?;
+        let vs = nn::VarStore::new(device);
+        let root = vs.root();
+        let model = &root / "model";
+        let embed_tokens = (&model / "embed_tokens").var(
+            "weight",
+            &[config.vocab_size, config.hidden_size],
+            nn::Init::Randn { mean: 0.0, stdev: 0.02 },
+        );
+        let layers = (0..config.num_hidden_layers).map(|i| Block::new(&model / "layers" / i, &config)).collect();
+        let norm = RmsNorm::new(&model / "norm", config.hidden_size, config.rms_norm_eps);
+        let lm_head = (!config.tie_word_embeddings)
+            .then(|| linear(&root / "lm_head", config.hidden_size, config.vocab_size, false));
+        let rotary = Rotary::new(&config, device);
+        Ok(Transformer { config, vs, embed_tokens, layers, norm, lm_head, rotary })
+    }
+
+    /// Load a Hugging Face snapshot directory (config.json + *.safetensors), or one of our
+    /// checkpoints (the same layout). Every weight the architecture needs must be present with
+    /// the right shape; extra tensors (e.g. rotary caches) are ignored. Weights of any float
+    /// dtype are converted to float32.
+    pub fn load(dir: &Path, device: Device) -> Result<Transformer, ModelError> {
+        let config_path = dir.join("config.json");
+        let file_error = |path: &Path, message: String| ModelError::File { path: path.display().to_string(), message };
+        let text = std::fs::read_to_string(&config_path).map_err(|e| file_error(&config_path, e.to_string()))?;
+        let config: Config = serde_json::from_str(&text).map_err(|e| file_error(&config_path, e.to_string()))?;
+        let model = Transformer::new(config, device)?;
+        let mut shards: Vec<_> = std::fs::read_dir(dir)
+            .map_err(|e| file_error(dir, e.to_string()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
+            .collect();
+        shards.sort();
+        if shards.is_empty() {
+            return Err(file_error(dir, "no *.safetensors weights in the directory".into()));
+        }
+        let mut vars = model.vs.variables();
+        let mut loaded = std::collections::BTreeSet::new();
+        for shard in &shards {
+            let tensors = Tensor::read_safetensors(shard).map_err(|e| file_error(shard, e.to_string()))?;
+            for (name, tensor) in tensors {
+                let Some(var) = vars.get_mut(&name) else { continue };
+                if var.size() != tensor.size() {
+                    return Err(ModelError::Shape {
+                        path: shard.display().to_string(),
+                        name,
+                        expected: var.size(),
+                        found: tensor.size(),
+                    });
+                }
+                tch::no_grad(|| var.copy_(&tensor.to_kind(Kind::Float)));
+                loaded.insert(name);
+            }
+        }
+        let mut missing: Vec<_> = vars.keys().filter(|k| !loaded.contains(*k)).cloned().collect();
+        if !missing.is_empty() {
+            missing.sort();
+            return Err(ModelError::Missing { dir: dir.display().to_string(), names: missing.join(", ") });
+        }
+        Ok(model)
+    }
+
+    /// Write `config.json` and `model.safetensors` into `dir` (created if needed).
+    pub fn save(&self, dir: &Path) -> Result<(), ModelError> {
+        let file_error = |path: &Path, e: &dyn std::fmt::Display| ModelError::File {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        };
+        std::fs::create_dir_all(dir).map_err(|e| file_error(dir, &e))?;
+        let config_path = dir.join("config.json");
+        let json = serde_json::to_string_pretty(&self.config).map_err(|e| file_error(&config_path, &e))?;
+        std::fs::write(&config_path, json).map_err(|e| file_error(&config_path, &e))?;
+        self.vs.save(dir.join("model.safetensors"))?;
+        Ok(())
+    }
+
+    pub fn device(&self) -> Device {
+        self.vs.device()
+    }
+
+    /// One forward pass.
+    ///
+    /// - `input_ids`: `[batch, seq]` int64, the new tokens;
+    /// - `attention_mask`: `[batch, past + seq]`, 1 for real tokens, 0 for padding;
+    /// - `position_ids`: `[batch, seq]` int64;
+    /// - `past`: empty, or one cache entry per layer holding `past` positions.
+    pub fn forward(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: &Tensor,
+        position_ids: &Tensor,
+        past: &[LayerCache],
+    ) -> Output {
+        let x = self.embed_tokens.embedding_lookup(input_ids);
+        let bias = attention_bias(attention_mask, input_ids.size()[1]);
+        let rotary = self.rotary.cos_sin(position_ids);
+        let mut x = x;
+        let mut present = Vec::with_capacity(self.layers.len());
+        for (i, layer) in self.layers.iter().enumerate() {
+            let (y, cache) = layer.forward(&x, &rotary, &bias, past.get(i));
+            x = y;
+            present.push(cache);
+        }
+        let x = self.norm.forward(&x);
+        let logits = match &self.lm_head {
+            Some(head) => head.forward(&x),
+            None => x.matmul(&self.embed_tokens.tr()),
+        };
+        Output { logits, present }
+    }
+}
+
+trait EmbeddingLookup {
+    fn embedding_lookup(&self, ids: &Tensor) -> Tensor;
+}
+
+impl EmbeddingLookup for Tensor {
+    fn embedding_lookup(&self, ids: &Tensor) -> Tensor {
+        Tensor::embedding(self, ids, -1, false, false)
+    }
+}
+
+/// The additive attention bias `[batch, 1, seq, past + seq]`: 0 where query i (at absolute
+/// index past + i) may see key j — j <= past + i and the key is not padding — else
+/// [`MASK_VALUE`].
+pub fn attention_bias(attention_mask: &Tensor, seq: i64) -> Tensor {
+    let device = attention_mask.device();
+    let total = attention_mask.size()[1];
+    let past = total - seq;
+    let query = Tensor::arange_start(past, total, (Kind::Int64, device)).unsqueeze(1);
+    let key = Tensor::arange(total, (Kind::Int64, device)).unsqueeze(0);
+    let causal = key.le_tensor(&query).unsqueeze(0).unsqueeze(0);
+    let visible = attention_mask.ne(0).unsqueeze(1).unsqueeze(1);
+    let allowed = causal.logical_and(&visible);
+    Tensor::zeros([1], (Kind::Float, device))
+        .where_self(&allowed, &Tensor::full([1], MASK_VALUE, (Kind::Float, device)))
+}
+
+/// Position ids for a left-padded batch: 0 at each row's first real token, counting real
+/// tokens only (padding gets 0; it is never attended).
+pub fn position_ids(attention_mask: &Tensor) -> Tensor {
+    (attention_mask.cumsum(-1, Kind::Int64) - 1).clamp_min(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn small() -> Config {
+        Config { hidden_size: 32, intermediate_size: 64, num_hidden_layers: 2, ..Config::tiny(50) }
+    }
+
+    #[test]
+    fn cached_decoding_matches_a_full_forward_pass() {
+        tch::manual_seed(1);
+        let m = Transformer::new(small(), Device::Cpu).unwrap();
+        let ids = Tensor::from_slice(&[3i64, 7, 9, 11, 2, 5]).view([1, 6]);
+        let mask = Tensor::ones([1, 6], (Kind::Int64, Device::Cpu));
+        let full = m.forward(&ids, &mask, &position_ids(&mask), &[]).logits;
+        let head = m.forward(&ids.narrow(1, 0, 4), &mask.narrow(1, 0, 4), &position_ids(&mask.narrow(1, 0, 4)), &[]);
+        let tail = m.forward(&ids.narrow(1, 4, 2), &mask, &position_ids(&mask).narrow(1, 4, 2), &head.present);
+        let diff = (full.narrow(1, 4, 2) - tail.logits).abs().max().double_value(&[]);
+        assert!(diff < 1e-5, "cached and uncached logits differ by {diff}");
+        assert_eq!(tail.present[0].0.size(), vec![1, 2, 6, 8]);
+    }
+
+    #[test]
+    fn left_padding_does_not_change_a_rows_logits() {
+        tch::manual_seed(2);
+        let m = Transformer::new(small(), Device::Cpu).unwrap();
+        let ids = Tensor::from_slice(&[4i64, 8, 15]).view([1, 3]);
+        let mask = Tensor::ones([1, 3], (Kind::Int64, Device::Cpu));
+        let alone = m.forward(&ids, &mask, &position_ids(&mask), &[]).logits;
+        let padded_ids = Tensor::from_slice(&[0i64, 0, 4, 8, 15]).view([1, 5]);
+        let padded_mask = Tensor::from_slice(&[0i64, 0, 1, 1, 1]).view([1, 5]);
+        let padded = m.forward(&padded_ids, &padded_mask, &position_ids(&padded_mask), &[]).logits;
+        let diff = (alone - padded.narrow(1, 2, 3)).abs().max().double_value(&[]);
+        assert!(diff < 1e-5, "padding changed logits by {diff}");
+    }
+
+    #[test]
+    fn parameter_count_matches_the_variables() {
+        for tie in [true, false] {
+            let c = Config { tie_word_embeddings: tie, ..small() };
+            let m = Transformer::new(c.clone(), Device::Cpu).unwrap();
+            let n: i64 = m.vs.trainable_variables().iter().map(|t| t.numel() as i64).sum();
+            assert_eq!(n, c.parameters());
+        }
+    }
+
+    #[test]
+    fn save_then_load_round_trips_and_bad_snapshots_are_clear_errors() {
+        tch::manual_seed(3);
+        let m = Transformer::new(small(), Device::Cpu).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        m.save(dir.path()).unwrap();
+        let back = Transformer::load(dir.path(), Device::Cpu).unwrap();
+        let ids = Tensor::from_slice(&[1i64, 2, 3]).view([1, 3]);
+        let mask = Tensor::ones([1, 3], (Kind::Int64, Device::Cpu));
+        let a = m.forward(&ids, &mask, &position_ids(&mask), &[]).logits;
+        let b = back.forward(&ids, &mask, &position_ids(&mask), &[]).logits;
+        assert_eq!(a.abs().sum(Kind::Float).double_value(&[]), b.abs().sum(Kind::Float).double_value(&[]));
+
+        // A config whose shapes disagree with the weights.
+        let wrong = Config { intermediate_size: 65, ..small() };
+        std::fs::write(dir.path().join("config.json"), serde_json::to_string(&wrong).unwrap()).unwrap();
+        let err = Transformer::load(dir.path(), Device::Cpu).unwrap_err().to_string();
+        assert!(err.contains("mlp") && err.contains("shape"), "{err}");
+        // Corrupt weights.
+        std::fs::write(dir.path().join("config.json"), serde_json::to_string(&small()).unwrap()).unwrap();
+        std::fs::write(dir.path().join("model.safetensors"), b"not safetensors").unwrap();
+        let err = Transformer::load(dir.path(), Device::Cpu).unwrap_err().to_string();
+        assert!(err.contains("model.safetensors"), "{err}");
+        // An unsupported architecture.
+        let other = Config { model_type: "gpt2".into(), ..small() };
+        std::fs::write(dir.path().join("config.json"), serde_json::to_string(&other).unwrap()).unwrap();
+        assert!(Transformer::load(dir.path(), Device::Cpu).unwrap_err().to_string().contains("gpt2"));
+    }
+}
