@@ -14,5 +14,6 @@ pub mod cli;
 pub mod config;
 pub mod engine;
 pub mod plugin;
+pub mod policy;
 pub mod server;
 pub mod sim;

@@ -1,1 +1,305 @@
-fn main() {}
+//! `switchyard-train`: the command line of the training crate.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use switchyard::sim::questions::Split;
+use switchyard_train::checkpoint::RunDir;
+use switchyard_train::config::TrainConfig;
+use switchyard_train::env::Environment;
+use switchyard_train::model::Transformer;
+use switchyard_train::rl::{self, Algorithm};
+use switchyard_train::tokenizer::RouterTokenizer;
+use switchyard_train::{metrics, sft};
+
+/// Train the Switchyard router policy (supervised warm-up, PPO, GRPO) and export it to ONNX.
+#[derive(Debug, Parser)]
+#[command(name = "switchyard-train", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, clap::Args)]
+struct Common {
+    /// A TOML file with the run's settings (see TRAINING.md); flags override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// cpu, cuda or auto (cuda needs a build with the `cuda` feature).
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Directory of built plugin components (default: plugins/dist, found like `switchyard serve`).
+    #[arg(long)]
+    plugins: Option<PathBuf>,
+    /// Hide the progress bar.
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Train a byte-level BPE tokenizer on the simulated world's corpus.
+    Tokenizer {
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 2048)]
+        vocab_size: usize,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Supervised warm-up on teacher trajectories.
+    Sft {
+        /// The run directory (config, metrics, checkpoints, final model).
+        #[arg(long)]
+        run: PathBuf,
+        /// tokenizer.json for a model trained from scratch.
+        #[arg(long, required_unless_present = "init")]
+        tokenizer: Option<PathBuf>,
+        /// Start from this model directory (ours or a Hugging Face snapshot) instead of scratch.
+        #[arg(long)]
+        init: Option<PathBuf>,
+        #[arg(long)]
+        epochs: Option<usize>,
+        #[arg(long)]
+        max_examples: Option<usize>,
+        /// Continue the run in --run from its latest checkpoint.
+        #[arg(long)]
+        resume: bool,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Reinforcement learning (PPO or GRPO) from a warmed-up model.
+    Rl {
+        #[arg(long)]
+        run: PathBuf,
+        /// The starting policy, also the frozen KL reference.
+        #[arg(long)]
+        init: PathBuf,
+        #[arg(long, value_enum)]
+        algorithm: Option<Algorithm>,
+        #[arg(long)]
+        steps: Option<u64>,
+        /// Cost coefficient of the reward.
+        #[arg(long)]
+        alpha: Option<f64>,
+        #[arg(long)]
+        resume: bool,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Greedy evaluation of a model directory on held-out test questions.
+    Eval {
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long, default_value_t = 500)]
+        questions: usize,
+        #[arg(long)]
+        alpha: Option<f64>,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Export a model directory to ONNX (optimum decoder layout) with its tokenizer files.
+    Export {
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        /// Weights in model.onnx_data next to the graph (for models over 2 GB).
+        #[arg(long)]
+        external_data: bool,
+    },
+    /// Print the router prompt for a question (and its length in tokens, given a tokenizer).
+    Prompt {
+        #[arg(long, default_value = "Who founded the company that makes the Zephyr 3?")]
+        question: String,
+        #[arg(long)]
+        tokenizer: Option<PathBuf>,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Training throughput: forward + backward tokens/s of a model size on random batches.
+    Bench {
+        #[arg(long, default_value_t = 16)]
+        batch: i64,
+        #[arg(long, default_value_t = 512)]
+        seq: i64,
+        #[arg(long, default_value_t = 2048)]
+        vocab: i64,
+        #[arg(long, default_value_t = 5)]
+        iters: usize,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Draw PNG curves of a run's metrics into <run>/plots.
+    Plot {
+        #[arg(long)]
+        run: PathBuf,
+    },
+}
+
+fn device(name: &str) -> anyhow::Result<tch::Device> {
+    match name {
+        "cpu" => Ok(tch::Device::Cpu),
+        "cuda" => {
+            anyhow::ensure!(
+                tch::Cuda::is_available(),
+                "--device cuda: no CUDA device is visible to libtorch (build with --features cuda on a GPU machine)"
+            );
+            Ok(tch::Device::Cuda(0))
+        }
+        "auto" => Ok(tch::Device::cuda_if_available()),
+        other => anyhow::bail!("--device must be cpu, cuda or auto, not `{other}`"),
+    }
+}
+
+fn load_model(dir: &Path, device: tch::Device) -> anyhow::Result<(Transformer, RouterTokenizer)> {
+    let model = Transformer::load(dir, device).with_context(|| format!("loading the model in {}", dir.display()))?;
+    let tokenizer = RouterTokenizer::load(&dir.join("tokenizer.json"))?;
+    Ok((model, tokenizer))
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,wasmtime=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command {
+        Command::Tokenizer { out, vocab_size, common } => {
+            let config = TrainConfig::load(common.config.as_deref())?;
+            let env = Environment::new(config.env.clone(), common.plugins.as_deref())?;
+            let corpus = sft::corpus(&env)?;
+            let tokenizer = RouterTokenizer::train(corpus.into_iter(), vocab_size)?;
+            if let Some(parent) = out.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            tokenizer.save(&out)?;
+            println!("tokenizer with {} entries written to {}", tokenizer.vocab_size(), out.display());
+        }
+        Command::Sft { run, tokenizer, init, epochs, max_examples, resume, common } => {
+            let mut config = TrainConfig::load(common.config.as_deref())?;
+            config.seed = common.seed.unwrap_or(config.seed);
+            config.sft.epochs = epochs.unwrap_or(config.sft.epochs);
+            config.sft.max_examples = max_examples.unwrap_or(config.sft.max_examples);
+            config.init = init.clone();
+            let device = device(&common.device)?;
+            tch::manual_seed(config.seed as i64);
+            let (model, tokenizer) = match (&init, &tokenizer) {
+                (Some(dir), _) => load_model(dir, device)?,
+                (None, Some(path)) => {
+                    let tokenizer = RouterTokenizer::load(path)?;
+                    let model = Transformer::new(config.model.config(tokenizer.vocab_size() as i64), device)?;
+                    (model, tokenizer)
+                }
+                (None, None) => anyhow::bail!("pass --tokenizer (train from scratch) or --init (start from a model)"),
+            };
+            let run_dir = RunDir::open(&run, &config, resume)?;
+            let env = Environment::new(config.env.clone(), common.plugins.as_deref())?;
+            let mut train = env.split(Split::Train);
+            if config.sft.max_examples > 0 {
+                train.truncate(config.sft.max_examples);
+            }
+            let examples = sft::teacher_examples(&env, &tokenizer, &train, config.sft.only_correct)?;
+            println!(
+                "supervised warm-up: {} examples, {} parameters, {} epochs",
+                examples.len(),
+                model.config.parameters(),
+                config.sft.epochs
+            );
+            let out = sft::train(&model, &tokenizer, &examples, &config.sft, config.seed, &run_dir, !common.quiet)?;
+            plot(&run_dir, "supervised warm-up");
+            let eval =
+                rl::evaluate(&model, &tokenizer, &env, config.rl.eval_questions, config.rl.sampling.max_new_tokens)?;
+            print_eval("after warm-up", &rl::summarise(&eval, ""));
+            println!("model written to {}", out.display());
+        }
+        Command::Rl { run, init, algorithm, steps, alpha, resume, common } => {
+            let mut config = TrainConfig::load(common.config.as_deref())?;
+            config.seed = common.seed.unwrap_or(config.seed);
+            config.rl.algorithm = algorithm.unwrap_or(config.rl.algorithm);
+            config.rl.steps = steps.unwrap_or(config.rl.steps);
+            config.env.reward.alpha = alpha.unwrap_or(config.env.reward.alpha);
+            if config.rl.algorithm == Algorithm::Grpo && config.rl.group_size < 2 {
+                config.rl.group_size = 4;
+            }
+            let device = device(&common.device)?;
+            tch::manual_seed(config.seed as i64);
+            let (policy, tokenizer) = load_model(&init, device)?;
+            let (reference, _) = load_model(&init, device)?;
+            for mut v in reference.vs.trainable_variables() {
+                let _ = v.requires_grad_(false);
+            }
+            config.init = Some(init.clone());
+            let run_dir = RunDir::open(&run, &config, resume)?;
+            let env = Environment::new(config.env.clone(), common.plugins.as_deref())?;
+            let out =
+                rl::train(&policy, &reference, &tokenizer, &env, &config.rl, config.seed, &run_dir, !common.quiet)?;
+            plot(&run_dir, &format!("{:?}", config.rl.algorithm).to_uppercase());
+            println!("model written to {}", out.display());
+        }
+        Command::Eval { model, questions, alpha, common } => {
+            let mut config = TrainConfig::load(common.config.as_deref())?;
+            config.env.reward.alpha = alpha.unwrap_or(config.env.reward.alpha);
+            let (policy, tokenizer) = load_model(&model, device(&common.device)?)?;
+            let env = Environment::new(config.env.clone(), common.plugins.as_deref())?;
+            let eval = rl::evaluate(&policy, &tokenizer, &env, questions, config.rl.sampling.max_new_tokens)?;
+            print_eval(&format!("{} on {} test questions", model.display(), eval.len()), &rl::summarise(&eval, ""));
+        }
+        Command::Export { model, out, external_data } => {
+            let (policy, _) = load_model(&model, tch::Device::Cpu)?;
+            switchyard_train::export::export_dir(&policy, &model, &out, external_data)?;
+            println!("ONNX model written to {}", out.display());
+        }
+        Command::Prompt { question, tokenizer, common } => {
+            let config = TrainConfig::load(common.config.as_deref())?;
+            let env = Environment::new(config.env.clone(), common.plugins.as_deref())?;
+            let text = env.prompt_text(&question, &env.pool().descriptors())?;
+            println!("{text}");
+            if let Some(path) = tokenizer {
+                let tokens = RouterTokenizer::load(&path)?.encode(&text)?;
+                eprintln!("{} characters, {} tokens", text.chars().count(), tokens.len());
+            }
+        }
+        Command::Bench { batch, seq, vocab, iters, common } => {
+            let config = TrainConfig::load(common.config.as_deref())?;
+            let model = Transformer::new(config.model.config(vocab), device(&common.device)?)?;
+            let (tokens_per_s, seconds) = sft::throughput(&model, batch, seq, iters);
+            println!(
+                "forward+backward: {tokens_per_s:.0} tokens/s ({seconds:.3} s per batch of {batch}x{seq}, {} parameters, {} threads)",
+                model.config.parameters(),
+                tch::get_num_threads()
+            );
+        }
+        Command::Plot { run } => {
+            for p in metrics::plot(&run.join("metrics.jsonl"), &run.join("plots"), &run.display().to_string(), &[])? {
+                println!("{}", p.display());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Curves of a finished run; a missing font must not fail a run that trained fine.
+fn plot(run: &RunDir, title: &str) {
+    if let Err(e) = metrics::plot(&run.metrics_path(), &run.root.join("plots"), title, &[]) {
+        tracing::warn!("plots skipped: {e:#}");
+    }
+}
+
+fn print_eval(what: &str, m: &serde_json::Map<String, serde_json::Value>) {
+    let get = |k: &str| m.get(k).and_then(serde_json::Value::as_f64).unwrap_or(f64::NAN);
+    println!(
+        "{what}: EM {:.3}  format failures {:.1}%  cost ${:.7}/question  calls {:.2}  reward {:.3}  response tokens {:.0}",
+        get("em"),
+        100.0 * get("format_failure_rate"),
+        get("cost"),
+        get("calls"),
+        get("reward"),
+        get("response_tokens")
+    );
+}

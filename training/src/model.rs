@@ -261,18 +261,10 @@ impl Attention {
             None => (k, v),
         };
         let present = (k.shallow_clone(), v.shallow_clone());
-        // Each key/value head serves `heads / kv_heads` consecutive query heads.
-        let repeat =
-            |y: &Tensor| {
-                let s = y.size()[2];
-                y.unsqueeze(2)
-                    .expand([b, self.kv_heads, self.heads / self.kv_heads, s, self.head_dim], false)
-                    .reshape([b, self.heads, s, self.head_dim])
-            };
-        let (k, v) = (repeat(&k), repeat(&v));
-        let scores = q.matmul(&k.transpose(-2, -1)) / (self.head_dim as f64).sqrt() + bias;
-        let weights = scores.softmax(-1, Kind::Float);
-        let y = weights.matmul(&v).transpose(1, 2).reshape([b, t, self.heads * self.head_dim]);
+        // softmax(q k^T / sqrt(d) + bias) v, each key/value head serving `heads / kv_heads`
+        // consecutive query heads; libtorch's fused kernel avoids materialising the repeats.
+        let y = Tensor::scaled_dot_product_attention(&q, &k, &v, Some(bias), 0.0, false, None, true);
+        let y = y.transpose(1, 2).reshape([b, t, self.heads * self.head_dim]);
         (self.o_proj.forward(&y), present)
     }
 }
@@ -449,22 +441,37 @@ impl Transformer {
         position_ids: &Tensor,
         past: &[LayerCache],
     ) -> Output {
-        let x = self.embed_tokens.embedding_lookup(input_ids);
+        let (hidden, present) = self.hidden_states(input_ids, attention_mask, position_ids, past);
+        Output { logits: self.lm_head(&hidden), present }
+    }
+
+    /// The final normalised hidden states `[batch, seq, hidden]` (what a value head reads)
+    /// and the grown cache.
+    pub fn hidden_states(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: &Tensor,
+        position_ids: &Tensor,
+        past: &[LayerCache],
+    ) -> (Tensor, Vec<LayerCache>) {
+        let mut x = self.embed_tokens.embedding_lookup(input_ids);
         let bias = attention_bias(attention_mask, input_ids.size()[1]);
         let rotary = self.rotary.cos_sin(position_ids);
-        let mut x = x;
         let mut present = Vec::with_capacity(self.layers.len());
         for (i, layer) in self.layers.iter().enumerate() {
             let (y, cache) = layer.forward(&x, &rotary, &bias, past.get(i));
             x = y;
             present.push(cache);
         }
-        let x = self.norm.forward(&x);
-        let logits = match &self.lm_head {
-            Some(head) => head.forward(&x),
-            None => x.matmul(&self.embed_tokens.tr()),
-        };
-        Output { logits, present }
+        (self.norm.forward(&x), present)
+    }
+
+    /// Logits from final hidden states.
+    pub fn lm_head(&self, hidden: &Tensor) -> Tensor {
+        match &self.lm_head {
+            Some(head) => head.forward(hidden),
+            None => hidden.matmul(&self.embed_tokens.tr()),
+        }
     }
 }
 

@@ -1,0 +1,64 @@
+//! Padded training batches and per-token log-probabilities.
+//!
+//! A sequence's `loss_mask[t]` says whether token t is one the policy wrote; position t-1
+//! predicts it, so the shifted masks line up with the logits of positions 0..len-1.
+//! Invariant: padding, prompt and inserted information tokens have mask 0 everywhere.
+
+use tch::{Device, Kind, Tensor};
+
+/// Right-padded sequences.
+pub struct Batch {
+    /// `[batch, len]`
+    pub input_ids: Tensor,
+    /// `[batch, len]`, 1 on real tokens.
+    pub attention_mask: Tensor,
+    /// `[batch, len - 1]`: the token each position predicts.
+    pub targets: Tensor,
+    /// `[batch, len - 1]` float: 1 where that target was written by the policy.
+    pub action_mask: Tensor,
+}
+
+impl Batch {
+    pub fn new(sequences: &[(&[i64], &[bool])], pad_id: i64, device: Device) -> Batch {
+        let width = sequences.iter().map(|(t, _)| t.len()).max().unwrap_or(0).max(2);
+        let (mut ids, mut attn, mut loss) = (Vec::new(), Vec::new(), Vec::new());
+        for (tokens, mask) in sequences {
+            let pad = width - tokens.len();
+            ids.extend(tokens.iter().copied().chain(std::iter::repeat_n(pad_id, pad)));
+            attn.extend(std::iter::repeat_n(1i64, tokens.len()).chain(std::iter::repeat_n(0, pad)));
+            loss.extend(mask.iter().map(|&m| f32::from(u8::from(m))).chain(std::iter::repeat_n(0.0, pad)));
+        }
+        let shape = [sequences.len() as i64, width as i64];
+        let input_ids = Tensor::from_slice(&ids).view(shape).to_device(device);
+        let attention_mask = Tensor::from_slice(&attn).view(shape).to_device(device);
+        let loss = Tensor::from_slice(&loss).view(shape).to_device(device);
+        let n = width as i64 - 1;
+        Batch { targets: input_ids.narrow(1, 1, n), action_mask: loss.narrow(1, 1, n), input_ids, attention_mask }
+    }
+
+    /// Number of policy-written target tokens.
+    pub fn actions(&self) -> f64 {
+        self.action_mask.sum(Kind::Float).double_value(&[])
+    }
+}
+
+/// Log-probability of each target under `logits` `[batch, len, vocab]`, `[batch, len - 1]`.
+pub fn logprobs(logits: &Tensor, targets: &Tensor) -> Tensor {
+    let n = targets.size()[1];
+    let logp = logits.narrow(1, 0, n).log_softmax(-1, Kind::Float);
+    logp.gather(-1, &targets.unsqueeze(-1), false).squeeze_dim(-1)
+}
+
+/// [`logprobs`], and the entropy of each position's distribution.
+pub fn logprobs_and_entropy(logits: &Tensor, targets: &Tensor) -> (Tensor, Tensor) {
+    let n = targets.size()[1];
+    let logp = logits.narrow(1, 0, n).log_softmax(-1, Kind::Float);
+    let taken = logp.gather(-1, &targets.unsqueeze(-1), false).squeeze_dim(-1);
+    let entropy = -(logp.exp() * &logp).sum_dim_intlist(-1, false, Kind::Float);
+    (taken, entropy)
+}
+
+/// Mean of `x` over the positions where `mask` is 1.
+pub fn masked_mean(x: &Tensor, mask: &Tensor) -> Tensor {
+    (x * mask).sum(Kind::Float) / mask.sum(Kind::Float).clamp_min(1.0)
+}

@@ -1,0 +1,73 @@
+//! A training run's configuration: one TOML file (every field has a default), overridden by
+//! command-line flags, saved into the run directory.
+
+use std::path::Path;
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+
+use crate::env::EnvOptions;
+use crate::model::Config as ModelConfig;
+use crate::rl::RlOptions;
+use crate::sft::SftOptions;
+
+/// Size of a model trained from scratch (the vocabulary comes from the tokenizer).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSize {
+    pub hidden_size: i64,
+    pub intermediate_size: i64,
+    pub layers: i64,
+    pub heads: i64,
+    pub kv_heads: i64,
+}
+
+impl Default for ModelSize {
+    fn default() -> Self {
+        let tiny = ModelConfig::tiny(0);
+        ModelSize {
+            hidden_size: tiny.hidden_size,
+            intermediate_size: tiny.intermediate_size,
+            layers: tiny.num_hidden_layers,
+            heads: tiny.num_attention_heads,
+            kv_heads: tiny.num_key_value_heads,
+        }
+    }
+}
+
+impl ModelSize {
+    pub fn config(&self, vocab_size: i64) -> ModelConfig {
+        ModelConfig {
+            hidden_size: self.hidden_size,
+            intermediate_size: self.intermediate_size,
+            num_hidden_layers: self.layers,
+            num_attention_heads: self.heads,
+            num_key_value_heads: self.kv_heads,
+            ..ModelConfig::tiny(vocab_size)
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainConfig {
+    pub seed: u64,
+    /// The model the run starts from (and, for RL, the frozen KL reference); none = scratch.
+    pub init: Option<std::path::PathBuf>,
+    pub model: ModelSize,
+    pub env: EnvOptions,
+    pub sft: SftOptions,
+    pub rl: RlOptions,
+}
+
+impl TrainConfig {
+    pub fn load(path: Option<&Path>) -> anyhow::Result<TrainConfig> {
+        match path {
+            None => Ok(TrainConfig::default()),
+            Some(p) => {
+                let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+                toml::from_str(&text).with_context(|| format!("parsing {}", p.display()))
+            }
+        }
+    }
+}

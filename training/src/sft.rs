@@ -1,0 +1,245 @@
+//! Supervised warm-up on teacher trajectories.
+//!
+//! The teacher (`switchyard::sim::teacher`) runs through the host's turn loop over the
+//! environment's pool, so its trajectories hold real replies. Each becomes the prompt tokens
+//! followed by the trajectory's segments, tokenised one segment at a time — exactly how a
+//! rollout builds its tokens — with the loss only on router-written tokens: never on the
+//! prompt, never on inserted information.
+
+use std::time::Instant;
+
+use anyhow::Context;
+use futures_util::StreamExt;
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::batch::{Batch, logprobs, masked_mean};
+use crate::checkpoint::{RunDir, State};
+use crate::env::Environment;
+use crate::metrics::MetricsLog;
+use crate::model::Transformer;
+use crate::optim::AdamW;
+use crate::tokenizer::RouterTokenizer;
+use switchyard::engine;
+use switchyard::plugin::types::{Author, Segment};
+use switchyard::sim::questions::Question;
+use switchyard::sim::teacher::TeacherPolicy;
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SftOptions {
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub lr: f64,
+    pub warmup_steps: usize,
+    pub weight_decay: f64,
+    pub grad_clip: f64,
+    /// Train on at most this many teacher trajectories (0 = all of the train split).
+    pub max_examples: usize,
+    /// Keep only trajectories the reward scores as exactly right.
+    pub only_correct: bool,
+    pub save_every: u64,
+}
+
+impl Default for SftOptions {
+    fn default() -> Self {
+        SftOptions {
+            epochs: 3,
+            batch_size: 16,
+            lr: 1e-3,
+            warmup_steps: 50,
+            weight_decay: 0.01,
+            grad_clip: 1.0,
+            max_examples: 0,
+            only_correct: true,
+            save_every: 200,
+        }
+    }
+}
+
+/// One supervised sequence.
+#[derive(Clone, Debug)]
+pub struct Example {
+    pub tokens: Vec<i64>,
+    /// True on tokens the router wrote (the loss is taken on these only).
+    pub loss_mask: Vec<bool>,
+}
+
+/// Tokenise a prompt and a trajectory's segments into an example.
+pub fn example(tokenizer: &RouterTokenizer, prompt: &str, segments: &[Segment]) -> anyhow::Result<Example> {
+    let mut tokens = tokenizer.encode(prompt)?;
+    let mut loss_mask = vec![false; tokens.len()];
+    for s in segments {
+        let ids = tokenizer.encode(&s.text)?;
+        loss_mask.extend(std::iter::repeat_n(s.author == Author::Router, ids.len()));
+        tokens.extend(ids);
+    }
+    Ok(Example { tokens, loss_mask })
+}
+
+/// Teacher trajectories for `questions` over the environment's pool, as examples.
+pub fn teacher_examples(
+    env: &Environment,
+    tokenizer: &RouterTokenizer,
+    questions: &[Question],
+    only_correct: bool,
+) -> anyhow::Result<Vec<Example>> {
+    let teacher = TeacherPolicy::new("switchyard/teacher", env.world.clone());
+    let pool = env.pool();
+    let traces = env.tokio.block_on(
+        futures_util::stream::iter(questions.iter().map(|q| engine::run(&env.engine, &teacher, &pool, &q.question)))
+            .buffered(32)
+            .collect::<Vec<_>>(),
+    );
+    let traces: Vec<_> = traces.into_iter().collect::<Result<_, _>>().context("the teacher failed")?;
+    let scored: Vec<_> =
+        traces.iter().zip(questions).map(|(t, q)| (t.trajectory.clone(), q.golden_answers.clone())).collect();
+    let rewards = env.score(&scored)?;
+    let descriptors = pool.descriptors();
+    let mut out = Vec::new();
+    for ((trace, q), r) in traces.iter().zip(questions).zip(rewards) {
+        if r.format < 0.0 || (only_correct && r.exact_match < 1.0) {
+            continue;
+        }
+        let prompt = env.prompt_text(&q.question, &descriptors)?;
+        out.push(example(tokenizer, &prompt, &trace.trajectory.segments)?);
+    }
+    Ok(out)
+}
+
+/// Learning rate at `step`: linear warm-up, then cosine decay to a tenth.
+pub fn learning_rate(opts: &SftOptions, step: u64, total: u64) -> f64 {
+    let warm = opts.warmup_steps as f64;
+    let s = step as f64;
+    if s < warm {
+        return opts.lr * (s + 1.0) / warm;
+    }
+    let progress = ((s - warm) / (total as f64 - warm).max(1.0)).min(1.0);
+    opts.lr * (0.1 + 0.9 * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos()))
+}
+
+/// Negative log-likelihood of the router-written tokens of a batch.
+pub fn sft_loss(model: &Transformer, batch: &Batch) -> tch::Tensor {
+    let positions = crate::model::position_ids(&batch.attention_mask);
+    let logits = model.forward(&batch.input_ids, &batch.attention_mask, &positions, &[]).logits;
+    -masked_mean(&logprobs(&logits, &batch.targets), &batch.action_mask)
+}
+
+/// Train; resumes from the run's latest checkpoint when there is one.
+pub fn train(
+    model: &Transformer,
+    tokenizer: &RouterTokenizer,
+    examples: &[Example],
+    opts: &SftOptions,
+    seed: u64,
+    run: &RunDir,
+    progress: bool,
+) -> anyhow::Result<std::path::PathBuf> {
+    anyhow::ensure!(!examples.is_empty(), "no supervised examples");
+    let batch_size = opts.batch_size.max(1);
+    let per_epoch = examples.len().div_ceil(batch_size) as u64;
+    let total = per_epoch * opts.epochs as u64;
+    let mut opt = AdamW::new(model.vs.variables().into_iter().collect(), opts.lr, opts.weight_decay);
+    let mut start = 0;
+    if let Some((dir, state)) = run.latest() {
+        let loaded = Transformer::load(&dir, model.device())?;
+        tch::no_grad(|| {
+            for (name, mut var) in model.vs.variables() {
+                if let Some(src) = loaded.vs.variables().get(&name) {
+                    var.copy_(src);
+                }
+            }
+        });
+        opt.load(&dir.join("optimizer.safetensors"))?;
+        start = state.step;
+        tracing::info!("resuming supervised warm-up at step {start} from {}", dir.display());
+    }
+    let mut log = MetricsLog::open(&run.metrics_path(), start)?;
+    let bar = crate::progress_bar(total, progress);
+    bar.set_position(start);
+    let mut last = None;
+    for step in start..total {
+        let epoch = step / per_epoch;
+        let mut order: Vec<usize> = (0..examples.len()).collect();
+        order.shuffle(&mut ChaCha8Rng::seed_from_u64(seed ^ epoch.wrapping_mul(0x2545_F491_4F6C_DD1D)));
+        let at = ((step % per_epoch) as usize) * batch_size;
+        let chosen: Vec<(&[i64], &[bool])> = order[at..(at + batch_size).min(order.len())]
+            .iter()
+            .map(|&i| (examples[i].tokens.as_slice(), examples[i].loss_mask.as_slice()))
+            .collect();
+        let started = Instant::now();
+        let batch = Batch::new(&chosen, tokenizer.pad_id, model.device());
+        opt.lr = learning_rate(opts, step, total);
+        opt.zero_grad();
+        let loss = sft_loss(model, &batch);
+        loss.backward();
+        let grad_norm = opt.step(opts.grad_clip);
+        let loss = loss.double_value(&[]);
+        let tokens = batch.attention_mask.sum(tch::Kind::Float).double_value(&[]);
+        let seconds = started.elapsed().as_secs_f64();
+        let record = json!({
+            "step": step + 1, "epoch": epoch, "loss": loss, "lr": opt.lr, "grad_norm": grad_norm,
+            "tokens_per_s": tokens / seconds, "seconds": seconds,
+        });
+        log.write(record.as_object().context("metrics record")?)?;
+        bar.set_message(format!("loss {loss:.3}"));
+        bar.inc(1);
+        let done = step + 1;
+        if done % opts.save_every == 0 || done == total {
+            let state = State { step: done };
+            let write_opt = |dir: &std::path::Path| Ok(opt.save(&dir.join("optimizer.safetensors"))?);
+            last = Some(run.save(&state, model, tokenizer, &write_opt)?);
+        }
+    }
+    bar.finish();
+    let last = match last {
+        Some(l) => l,
+        None => run.latest().map(|(d, _)| d).context("no checkpoint was written")?,
+    };
+    run.publish_final(&last)
+}
+
+/// Text to train the tokenizer on: the router prompts and teacher trajectories of the train
+/// split (up to 5000 questions), which hold every kind of text the router reads or writes.
+pub fn corpus(env: &Environment) -> anyhow::Result<Vec<String>> {
+    let questions: Vec<Question> = env.split(switchyard::sim::questions::Split::Train).into_iter().take(5000).collect();
+    let teacher = TeacherPolicy::new("switchyard/teacher", env.world.clone());
+    let pool = env.pool();
+    let traces = env.tokio.block_on(
+        futures_util::stream::iter(questions.iter().map(|q| engine::run(&env.engine, &teacher, &pool, &q.question)))
+            .buffered(32)
+            .collect::<Vec<_>>(),
+    );
+    let descriptors = pool.descriptors();
+    let mut texts = Vec::with_capacity(questions.len());
+    for (q, trace) in questions.iter().zip(traces) {
+        let trace = trace.context("the teacher failed")?;
+        texts.push(format!("{}{}", env.prompt_text(&q.question, &descriptors)?, trace.text()));
+    }
+    Ok(texts)
+}
+
+/// Forward + backward tokens per second of `model` on random `[batch, seq]` sequences with
+/// the loss on every token, after one warm-up iteration; and seconds per iteration.
+pub fn throughput(model: &Transformer, batch: i64, seq: i64, iters: usize) -> (f64, f64) {
+    let vocab = model.config.vocab_size;
+    let ids = tch::Tensor::randint(vocab, [batch, seq], (tch::Kind::Int64, model.device()));
+    let rows: Vec<Vec<i64>> = Vec::try_from(&ids).unwrap_or_default();
+    let mask = vec![true; seq as usize];
+    let seqs: Vec<(&[i64], &[bool])> = rows.iter().map(|r| (r.as_slice(), mask.as_slice())).collect();
+    let b = Batch::new(&seqs, 0, model.device());
+    let run = || {
+        let loss = sft_loss(model, &b);
+        loss.backward();
+    };
+    run();
+    let started = Instant::now();
+    for _ in 0..iters.max(1) {
+        run();
+    }
+    let per = started.elapsed().as_secs_f64() / iters.max(1) as f64;
+    ((batch * seq) as f64 / per, per)
+}

@@ -1,0 +1,226 @@
+//! Behaviour of supervised and RL training: losses, masks, rollouts, resume.
+
+mod common;
+
+use switchyard::engine::protocol;
+use switchyard::plugin::types::Author;
+use switchyard::sim::questions::Split;
+use switchyard_train::batch::Batch;
+use switchyard_train::checkpoint::RunDir;
+use switchyard_train::generate::Generated;
+use switchyard_train::optim::AdamW;
+use switchyard_train::rl::{self, Algorithm, RlOptions};
+use switchyard_train::rollout::{TurnWriter, run_episodes};
+use switchyard_train::sft::{self, SftOptions};
+use switchyard_train::tokenizer::RouterTokenizer;
+
+#[test]
+fn a_gradient_step_changes_the_weights_and_lowers_the_loss_on_a_fixed_batch() {
+    let _serial = common::torch_rng();
+    let env = common::env();
+    let tokenizer = common::tokenizer(&env);
+    let model = common::tiny_model(tokenizer.vocab_size(), 1);
+    let questions: Vec<_> = env.split(Split::Train).into_iter().take(8).collect();
+    let examples = sft::teacher_examples(&env, &tokenizer, &questions, false).unwrap();
+    assert!(examples.len() >= 6, "teacher produced {} examples", examples.len());
+    let seqs: Vec<(&[i64], &[bool])> = examples.iter().map(|e| (e.tokens.as_slice(), e.loss_mask.as_slice())).collect();
+    let batch = Batch::new(&seqs, tokenizer.pad_id, tch::Device::Cpu);
+    let mut opt = AdamW::new(model.vs.variables().into_iter().collect(), 3e-3, 0.0);
+    let before: Vec<f32> =
+        Vec::try_from(model.vs.variables()["model.layers.0.mlp.up_proj.weight"].flatten(0, -1)).unwrap();
+    let first = sft::sft_loss(&model, &batch);
+    opt.zero_grad();
+    first.backward();
+    let norm = opt.step(1.0);
+    assert!(norm.is_finite() && norm > 0.0);
+    let after: Vec<f32> =
+        Vec::try_from(model.vs.variables()["model.layers.0.mlp.up_proj.weight"].flatten(0, -1)).unwrap();
+    assert_ne!(before, after, "the step left the weights unchanged");
+    let mut last = first.double_value(&[]);
+    for _ in 0..4 {
+        opt.zero_grad();
+        let loss = sft::sft_loss(&model, &batch);
+        loss.backward();
+        opt.step(1.0);
+        last = loss.double_value(&[]);
+    }
+    let end = sft::sft_loss(&model, &batch).double_value(&[]);
+    assert!(end < first.double_value(&[]) && end <= last, "loss {} -> {end}", first.double_value(&[]));
+}
+
+#[test]
+fn the_loss_mask_covers_router_tokens_only_never_prompt_or_information() {
+    let env = common::env();
+    let tokenizer = common::tokenizer(&env);
+    let q = env.split(Split::Train).into_iter().find(|q| q.hops == 2).unwrap();
+    let examples = sft::teacher_examples(&env, &tokenizer, std::slice::from_ref(&q), false).unwrap();
+    let e = &examples[0];
+    let prompt = tokenizer.encode(&env.prompt_text(&q.question, &env.pool().descriptors()).unwrap()).unwrap();
+    assert_eq!(&e.tokens[..prompt.len()], prompt.as_slice());
+    assert!(e.loss_mask[..prompt.len()].iter().all(|m| !m), "prompt tokens carry loss");
+    // Decode the masked and unmasked runs: router runs hold no information block, host runs
+    // are exactly information blocks.
+    let mut runs: Vec<(bool, Vec<i64>)> = Vec::new();
+    for (t, m) in e.tokens[prompt.len()..].iter().zip(&e.loss_mask[prompt.len()..]) {
+        match runs.last_mut() {
+            Some((flag, ids)) if flag == m => ids.push(*t),
+            _ => runs.push((*m, vec![*t])),
+        }
+    }
+    assert!(runs.iter().filter(|(m, _)| !m).count() >= 2, "a two-hop trajectory has two information blocks");
+    for (router, ids) in runs {
+        let text = tokenizer.decode(&ids).unwrap();
+        if router {
+            assert!(!text.contains(protocol::INFORMATION_OPEN), "router run with information: {text}");
+        } else {
+            assert!(
+                text.trim().starts_with(protocol::INFORMATION_OPEN)
+                    && text.trim().ends_with(protocol::INFORMATION_CLOSE),
+                "{text}"
+            );
+        }
+    }
+}
+
+/// Writes a fixed search on the first turn and an answer afterwards.
+struct Scripted<'a> {
+    tokenizer: &'a RouterTokenizer,
+    model: String,
+}
+
+impl TurnWriter for Scripted<'_> {
+    fn write_turns(&self, contexts: &[Vec<i64>]) -> anyhow::Result<Vec<Generated>> {
+        contexts
+            .iter()
+            .map(|c| {
+                let so_far = self.tokenizer.decode(c)?;
+                // The prompt itself mentions the tags: look only at the assistant's turn.
+                let turn = so_far.rsplit("<|im_start|>assistant\n").next().unwrap_or("");
+                let text = if turn.contains(protocol::INFORMATION_OPEN) {
+                    "<think>I have it.</think>\n<answer>forty two</answer>".to_string()
+                } else {
+                    format!("<think>Ask.</think>\n<search>{}: Who founded Acme?</search>", self.model)
+                };
+                Ok(Generated { tokens: self.tokenizer.encode(&text)?, text, stopped: true })
+            })
+            .collect()
+    }
+}
+
+#[test]
+fn rollouts_insert_the_called_models_reply_as_unmasked_information() {
+    let env = common::env();
+    let tokenizer = common::tokenizer(&env);
+    let model = env.pool().descriptors()[0].name.clone();
+    let questions: Vec<_> = env.split(Split::Train).into_iter().take(3).collect();
+    let writer = Scripted { tokenizer: &tokenizer, model: model.clone() };
+    let rollouts = run_episodes(&writer, &tokenizer, &env, &questions, 5).unwrap();
+    assert_eq!(rollouts.len(), 3);
+    for r in &rollouts {
+        assert_eq!(r.trace.trajectory.calls.len(), 1);
+        assert_eq!(r.trace.trajectory.calls[0].model, model);
+        let host: Vec<_> = r.trace.trajectory.segments.iter().filter(|s| s.author == Author::Host).collect();
+        assert_eq!(host.len(), 1);
+        // The tokens after the prompt decode to the trajectory text, and the information
+        // block is exactly the tokens not written by the policy.
+        let after_prompt = tokenizer.decode(&r.tokens[r.prompt_len..]).unwrap();
+        assert_eq!(after_prompt, r.trace.text());
+        let inserted: Vec<i64> = r.tokens[r.prompt_len..]
+            .iter()
+            .zip(&r.generated[r.prompt_len..])
+            .filter(|(_, g)| !**g)
+            .map(|(t, _)| *t)
+            .collect();
+        assert_eq!(tokenizer.decode(&inserted).unwrap(), host[0].text);
+        assert!(host[0].text.contains(r.trace.trajectory.calls[0].reply.lines().next().unwrap_or("")));
+        assert_eq!(r.reward.format, 0.0, "{:?}", r.reward.format_errors);
+        assert_eq!(r.trace.answer.as_deref(), Some("forty two"));
+    }
+}
+
+fn small_rl() -> RlOptions {
+    RlOptions {
+        algorithm: Algorithm::Ppo,
+        steps: 2,
+        questions_per_step: 3,
+        mini_batch: 2,
+        eval_questions: 0,
+        save_every: 1,
+        sampling: switchyard_train::generate::Sampling { max_new_tokens: 12, ..Default::default() },
+        ..Default::default()
+    }
+}
+
+fn weights(dir: &std::path::Path) -> Vec<u8> {
+    std::fs::read(dir.join("model.safetensors")).unwrap()
+}
+
+#[test]
+fn resuming_rl_reproduces_the_next_step_exactly() {
+    let _serial = common::torch_rng();
+    for algorithm in [Algorithm::Grpo, Algorithm::Ppo] {
+        let env = common::env();
+        let tokenizer = common::tokenizer(&env);
+        let opts = RlOptions { algorithm, group_size: 2, ..small_rl() };
+        let root = tempfile::tempdir().unwrap();
+        let run_once = |name: &str| {
+            let run = RunDir::open(&root.path().join(name), &opts, true).unwrap();
+            let policy = common::tiny_model(tokenizer.vocab_size(), 7);
+            let reference = common::tiny_model(tokenizer.vocab_size(), 7);
+            rl::train(&policy, &reference, &tokenizer, &env, &opts, 3, &run, false).unwrap();
+            run
+        };
+        let straight = run_once("straight");
+        let interrupted = run_once("interrupted");
+        assert_eq!(
+            weights(&straight.root.join("checkpoints/step-000001")),
+            weights(&interrupted.root.join("checkpoints/step-000001")),
+            "{algorithm:?}: the same seed gave a different first step"
+        );
+        // Lose the last step, as if the process died during it, and resume.
+        std::fs::remove_dir_all(interrupted.root.join("checkpoints/step-000002")).unwrap();
+        let resumed = run_once("interrupted");
+        let a = straight.root.join("checkpoints/step-000002");
+        let b = resumed.root.join("checkpoints/step-000002");
+        assert_eq!(weights(&a), weights(&b), "{algorithm:?}: the resumed step differs");
+        assert_ne!(weights(&a), weights(&straight.root.join("checkpoints/step-000001")));
+        let lines = std::fs::read_to_string(resumed.metrics_path()).unwrap();
+        assert_eq!(lines.lines().count(), 2, "metrics hold each step once: {lines}");
+    }
+}
+
+#[test]
+fn resuming_supervised_warm_up_reproduces_the_next_step_exactly() {
+    let _serial = common::torch_rng();
+    let env = common::env();
+    let tokenizer = common::tokenizer(&env);
+    let questions: Vec<_> = env.split(Split::Train).into_iter().take(6).collect();
+    let examples = sft::teacher_examples(&env, &tokenizer, &questions, false).unwrap();
+    let opts = SftOptions { epochs: 1, batch_size: 2, warmup_steps: 1, save_every: 1, ..Default::default() };
+    let root = tempfile::tempdir().unwrap();
+    let run_once = |name: &str| {
+        let run = RunDir::open(&root.path().join(name), &opts, true).unwrap();
+        let model = common::tiny_model(tokenizer.vocab_size(), 9);
+        sft::train(&model, &tokenizer, &examples, &opts, 1, &run, false).unwrap();
+        run
+    };
+    let straight = run_once("a");
+    let steps = examples.len().div_ceil(2);
+    let last = format!("checkpoints/step-{steps:06}");
+    let interrupted = run_once("b");
+    std::fs::remove_dir_all(interrupted.root.join(&last)).unwrap();
+    let resumed = run_once("b");
+    assert_eq!(weights(&straight.root.join(&last)), weights(&resumed.root.join(&last)));
+    assert!(resumed.root.join("final/tokenizer_config.json").is_file());
+}
+
+#[test]
+fn a_run_directory_refuses_a_different_configuration_on_resume() {
+    let root = tempfile::tempdir().unwrap();
+    RunDir::open(root.path(), &small_rl(), false).unwrap();
+    let err = RunDir::open(root.path(), &small_rl(), false).err().unwrap().to_string();
+    assert!(err.contains("--resume"), "{err}");
+    let other = RlOptions { steps: 9, ..small_rl() };
+    let err = RunDir::open(root.path(), &other, true).err().unwrap().to_string();
+    assert!(err.contains("different configuration"), "{err}");
+}
