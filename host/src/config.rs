@@ -13,6 +13,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::plugin::types::{CostBounds, ExampleScore, Metric, ModelDescriptor};
+use crate::policy::Device;
 
 /// A configuration problem, naming where it is.
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +39,8 @@ pub struct Config {
     pub policies: Vec<PolicyConfig>,
     #[serde(default)]
     pub models: Vec<ModelConfig>,
+    #[serde(default)]
+    pub onnxruntime: OnnxRuntimeConfig,
     /// The file this was loaded from (set by `load`).
     #[serde(skip)]
     pub path: PathBuf,
@@ -124,15 +127,101 @@ impl Default for EngineConfig {
     }
 }
 
-/// A routing policy exposed as a `model` name, e.g. `switchyard/cheapest`.
+/// A routing policy exposed as a `model` name, e.g. `switchyard/cheapest`: a strategy
+/// component (`strategy`, `settings`) or a trained router (`onnx` and the fields after it).
+/// Exactly one of `strategy` and `onnx`; the other kind's fields are refused.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyConfig {
     pub name: String,
     /// A strategy component (name in the plugins dir, or a path).
-    pub strategy: String,
+    #[serde(default)]
+    pub strategy: Option<String>,
     #[serde(default)]
     pub settings: BTreeMap<String, f64>,
+    /// A trained router: a model directory (model.onnx, tokenizer.json, tokenizer_config.json,
+    /// generation_config.json), relative to the config file.
+    #[serde(default)]
+    pub onnx: Option<PathBuf>,
+    /// `cpu` (default), `cuda` (fails when CUDA cannot be used) or `auto` (CUDA, else CPU).
+    #[serde(default)]
+    pub device: Option<Device>,
+    /// Sampling temperature; absent or 0 decodes greedily.
+    #[serde(default)]
+    pub temperature: Option<f32>,
+    /// Nucleus sampling mass in (0, 1] (with a temperature).
+    #[serde(default)]
+    pub top_p: Option<f32>,
+    /// Cap on one turn's tokens (default: the model's generation_config.json, else 256).
+    #[serde(default)]
+    pub max_new_tokens: Option<usize>,
+    /// A router prompt template file (minijinja) replacing the shipped one, relative to the
+    /// config file.
+    #[serde(default)]
+    pub prompt_template: Option<PathBuf>,
+    /// Base seed of the per-turn sampling seeds (default 0).
+    #[serde(default)]
+    pub seed: Option<u64>,
+    /// Threads ONNX Runtime uses inside one operator (default: one per core).
+    #[serde(default)]
+    pub threads: Option<usize>,
+    /// Requests decoded together in one batch at most (default 32; 1 disables batching).
+    #[serde(default)]
+    pub max_batch: Option<usize>,
+}
+
+/// What a policy entry runs.
+pub enum PolicyKind<'a> {
+    Strategy(&'a str),
+    Onnx(&'a Path),
+}
+
+impl PolicyConfig {
+    /// A strategy policy with default settings.
+    pub fn strategy(name: &str, strategy: &str) -> PolicyConfig {
+        PolicyConfig { strategy: Some(strategy.to_string()), ..PolicyConfig::named(name) }
+    }
+
+    /// A trained router with default generation settings.
+    pub fn onnx(name: &str, dir: &Path) -> PolicyConfig {
+        PolicyConfig { onnx: Some(dir.to_path_buf()), ..PolicyConfig::named(name) }
+    }
+
+    fn named(name: &str) -> PolicyConfig {
+        PolicyConfig {
+            name: name.to_string(),
+            strategy: None,
+            settings: BTreeMap::new(),
+            onnx: None,
+            device: None,
+            temperature: None,
+            top_p: None,
+            max_new_tokens: None,
+            prompt_template: None,
+            seed: None,
+            threads: None,
+            max_batch: None,
+        }
+    }
+
+    /// Validated configs have exactly one kind; an unvalidated one without either reads as
+    /// an empty strategy name (which no component has).
+    pub fn kind(&self) -> PolicyKind<'_> {
+        match (&self.strategy, &self.onnx) {
+            (_, Some(dir)) => PolicyKind::Onnx(dir),
+            (Some(strategy), None) => PolicyKind::Strategy(strategy),
+            (None, None) => PolicyKind::Strategy(""),
+        }
+    }
+}
+
+/// Where ONNX Runtime comes from, for `onnx` policies.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OnnxRuntimeConfig {
+    /// The libonnxruntime.so to load (relative to the config file). Default: ORT_DYLIB_PATH,
+    /// then `.venv/libonnxruntime.so` in the working directory or above the executable.
+    pub library: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -259,6 +348,11 @@ impl Config {
         }
     }
 
+    /// A file or directory named in this config, relative to the config file.
+    pub fn relative_path(&self, path: &Path) -> PathBuf {
+        self.path.parent().unwrap_or(Path::new(".")).join(path)
+    }
+
     pub fn listen_addr(&self) -> SocketAddr {
         // Validated in `validate`.
         self.server.listen.parse().unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 8080)))
@@ -354,9 +448,114 @@ impl Config {
             if self.model(&p.name).is_some() {
                 return Err(self.err(format!("policies[{i}].name"), format!("`{}` is also a model name", p.name)));
             }
-            self.check_component(&format!("policies[{i}].strategy"), &p.strategy)?;
+            self.check_policy(i, p)?;
+        }
+        if let Some(library) = &self.onnxruntime.library {
+            let path = self.relative_path(library);
+            if !path.is_file() {
+                return Err(self.err("onnxruntime.library", format!("{} does not exist", path.display())));
+            }
         }
         Ok(())
+    }
+
+    fn check_policy(&self, i: usize, p: &PolicyConfig) -> Result<(), ConfigError> {
+        let field = |f: &str| format!("policies[{i}].{f}");
+        let dir = match (&p.strategy, &p.onnx) {
+            (Some(strategy), None) => {
+                let onnx_only = [
+                    ("device", p.device.is_some()),
+                    ("temperature", p.temperature.is_some()),
+                    ("top_p", p.top_p.is_some()),
+                    ("max_new_tokens", p.max_new_tokens.is_some()),
+                    ("prompt_template", p.prompt_template.is_some()),
+                    ("seed", p.seed.is_some()),
+                    ("threads", p.threads.is_some()),
+                    ("max_batch", p.max_batch.is_some()),
+                ];
+                if let Some((name, _)) = onnx_only.iter().find(|(_, set)| *set) {
+                    return Err(self.err(field(name), "applies to `onnx` policies only, not to a strategy"));
+                }
+                return self.check_component(&field("strategy"), strategy);
+            }
+            (None, Some(dir)) => dir,
+            (Some(_), Some(_)) => {
+                return Err(self.err(field("onnx"), "a policy is a `strategy` or an `onnx` model directory, not both"));
+            }
+            (None, None) => {
+                return Err(self.err(
+                    field("strategy"),
+                    "missing: give a strategy component (`strategy`) or a trained router (`onnx`)",
+                ));
+            }
+        };
+        if !p.settings.is_empty() {
+            return Err(self.err(field("settings"), "applies to strategy policies only; an `onnx` policy has none"));
+        }
+        let path = self.relative_path(dir);
+        if !path.join("model.onnx").is_file() {
+            return Err(
+                self.err(field("onnx"), format!("{} is not a policy model directory (no model.onnx)", path.display()))
+            );
+        }
+        if let Some(t) = p.temperature
+            && !(t.is_finite() && t >= 0.0)
+        {
+            return Err(self.err(field("temperature"), format!("must be finite and >= 0, got {t}")));
+        }
+        if let Some(top_p) = p.top_p
+            && !(top_p > 0.0 && top_p <= 1.0)
+        {
+            return Err(self.err(field("top_p"), format!("must be in (0, 1], got {top_p}")));
+        }
+        if p.max_new_tokens.is_some_and(|n| !(1..=32_768).contains(&n)) {
+            return Err(self.err(field("max_new_tokens"), "must be between 1 and 32768"));
+        }
+        if p.threads == Some(0) {
+            return Err(self.err(field("threads"), "must be at least 1"));
+        }
+        if p.max_batch.is_some_and(|n| !(1..=1024).contains(&n)) {
+            return Err(self.err(field("max_batch"), "must be between 1 and 1024"));
+        }
+        if let Some(template) = &p.prompt_template {
+            let path = self.relative_path(template);
+            let source = std::fs::read_to_string(&path)
+                .map_err(|e| self.err(field("prompt_template"), format!("cannot read {}: {e}", path.display())))?;
+            crate::policy::RouterPrompt::from_template(source)
+                .map_err(|e| self.err(field("prompt_template"), format!("{}: {e}", path.display())))?;
+        }
+        Ok(())
+    }
+
+    /// How to load the `onnx` policy `p`: its config fields, its prompt template read, and the
+    /// config's ONNX Runtime library.
+    pub fn router_options(&self, p: &PolicyConfig) -> Result<crate::policy::RouterOptions, ConfigError> {
+        let i = self.policies.iter().position(|q| q.name == p.name).unwrap_or(0);
+        let prompt_template = match &p.prompt_template {
+            Some(template) => {
+                let path = self.relative_path(template);
+                Some(std::fs::read_to_string(&path).map_err(|e| {
+                    self.err(format!("policies[{i}].prompt_template"), format!("cannot read {}: {e}", path.display()))
+                })?)
+            }
+            None => None,
+        };
+        Ok(crate::policy::RouterOptions {
+            model: crate::policy::ModelOptions {
+                session: crate::policy::SessionOptions {
+                    device: p.device.unwrap_or_default(),
+                    intra_threads: p.threads,
+                    library: self.onnxruntime.library.as_ref().map(|l| self.relative_path(l)),
+                },
+                max_batch: p.max_batch.unwrap_or(crate::policy::generator::DEFAULT_MAX_BATCH),
+                label: p.name.clone(),
+            },
+            temperature: p.temperature,
+            top_p: p.top_p,
+            max_new_tokens: p.max_new_tokens,
+            prompt_template,
+            seed: p.seed.unwrap_or(0),
+        })
     }
 
     fn check_component(&self, field: &str, name: &str) -> Result<(), ConfigError> {

@@ -2,7 +2,8 @@
 //!
 //! Modules, in the direction data flows: `cli` (the binary's commands) ->
 //! `server` (the OpenAI-compatible HTTP API) -> `engine` (the Router-R1 turn
-//! loop and its policies) -> `backend` (the model pool over adapter
+//! loop and its policies) -> `policy` (the trained router: its prompt, chat
+//! template and ONNX Runtime decoder) -> `backend` (the model pool over adapter
 //! components) -> `plugin` (the sandboxed component runtime that rewards,
 //! costs, adapters and strategies run in). `config` describes all of it;
 //! `sim` is the simulated world (knowledge graph, questions, simulated LLMs

@@ -6,6 +6,7 @@
 //! tests/guests/dist/.
 
 pub mod backend;
+pub mod router;
 pub mod server;
 
 use std::path::{Path, PathBuf};

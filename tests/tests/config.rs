@@ -3,7 +3,8 @@
 
 use std::path::Path;
 
-use switchyard::config::Config;
+use switchyard::config::{Config, PolicyKind};
+use switchyard::policy::Device;
 use switchyard_tests::repo_root;
 
 #[test]
@@ -114,4 +115,72 @@ fn bad_configs_name_field_and_reason() {
 fn a_missing_file_is_a_clear_error() {
     let err = Config::load(Path::new("/nonexistent/switchyard.toml")).unwrap_err().to_string();
     assert!(err.contains("/nonexistent/switchyard.toml") && err.contains("cannot read"), "{err}");
+}
+
+#[test]
+fn router_policies_are_checked_at_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("router");
+    std::fs::create_dir_all(&model).unwrap();
+    // Validation checks the directory holds a graph; loading it (tests/onnx_policy.rs) checks the rest.
+    std::fs::write(model.join("model.onnx"), b"").unwrap();
+    let template = dir.path().join("prompt.jinja");
+    std::fs::write(&template, "Models: {{ models | length }}\n=== user ===\nQ: {{ question }}").unwrap();
+    let bad_template = dir.path().join("bad.jinja");
+    std::fs::write(&bad_template, "no marker {{ question }}").unwrap();
+    let router = |extra: &str| {
+        format!("{}\n[[policies]]\nname = \"switchyard/router-r1\"\nonnx = \"{}\"\n{extra}\n", base(), model.display())
+    };
+
+    let text = router(&format!(
+        "device = \"auto\"\ntemperature = 0.7\ntop_p = 0.9\nmax_new_tokens = 64\nseed = 3\nthreads = 2\nmax_batch = 8\nprompt_template = \"{}\"",
+        template.display()
+    ));
+    let config = Config::parse(&text, Path::new("test.toml")).unwrap();
+    let policy = &config.policies[1];
+    assert!(matches!(policy.kind(), PolicyKind::Onnx(dir) if dir == model));
+    let options = config.router_options(policy).unwrap();
+    assert_eq!(
+        (options.temperature, options.top_p, options.max_new_tokens, options.seed),
+        (Some(0.7), Some(0.9), Some(64), 3)
+    );
+    assert_eq!(options.model.session.device, Device::Auto);
+    assert_eq!((options.model.session.intra_threads, options.model.max_batch), (Some(2), 8));
+    assert!(options.prompt_template.unwrap().contains("=== user ==="));
+
+    let cases: Vec<(String, &[&str])> = vec![
+        (router("strategy = \"cheapest\""), &["policies[1].onnx", "not both"]),
+        (format!("{}\n[[policies]]\nname = \"x\"\n", base()), &["policies[1].strategy", "missing"]),
+        (
+            router("").replace(&model.display().to_string(), "/nonexistent/router"),
+            &["policies[1].onnx", "no model.onnx"],
+        ),
+        (router("temperature = -1.0"), &["policies[1].temperature", ">= 0"]),
+        (router("top_p = 0.0"), &["policies[1].top_p", "(0, 1]"]),
+        (router("top_p = 1.5"), &["policies[1].top_p", "(0, 1]"]),
+        (router("max_new_tokens = 0"), &["policies[1].max_new_tokens"]),
+        (router("threads = 0"), &["policies[1].threads"]),
+        (router("max_batch = 0"), &["policies[1].max_batch"]),
+        (router("settings = { x = 1.0 }"), &["policies[1].settings", "strategy policies only"]),
+        (router("device = \"tpu\""), &["unknown variant `tpu`"]),
+        (router("prompt_template = \"/nonexistent/prompt.jinja\""), &["policies[1].prompt_template", "cannot read"]),
+        (
+            router(&format!("prompt_template = \"{}\"", bad_template.display())),
+            &["policies[1].prompt_template", "=== user ==="],
+        ),
+        (
+            base().replace("strategy = \"cheapest\"", "strategy = \"cheapest\"\ntemperature = 0.5"),
+            &["policies[0].temperature", "`onnx` policies only"],
+        ),
+        (
+            format!("[onnxruntime]\nlibrary = \"/nonexistent/libonnxruntime.so\"\n{}", base()),
+            &["onnxruntime.library", "/nonexistent/libonnxruntime.so"],
+        ),
+    ];
+    for (text, needles) in cases {
+        let message = refused(&text);
+        for needle in needles {
+            assert!(message.contains(needle), "`{needle}` not in: {message}");
+        }
+    }
 }

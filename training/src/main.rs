@@ -66,6 +66,9 @@ enum Command {
         epochs: Option<usize>,
         #[arg(long)]
         max_examples: Option<usize>,
+        /// Copy sequences per step (see `sft.copy_batch_size`).
+        #[arg(long)]
+        copy_batch_size: Option<usize>,
         /// Continue the run in --run from its latest checkpoint.
         #[arg(long)]
         resume: bool,
@@ -86,6 +89,9 @@ enum Command {
         /// Cost coefficient of the reward.
         #[arg(long)]
         alpha: Option<f64>,
+        /// Distinct questions per step (GRPO rolls each out `group_size` times).
+        #[arg(long)]
+        questions_per_step: Option<usize>,
         #[arg(long)]
         resume: bool,
         #[command(flatten)]
@@ -99,6 +105,9 @@ enum Command {
         questions: usize,
         #[arg(long)]
         alpha: Option<f64>,
+        /// Write each trajectory and its reward as a JSON line here.
+        #[arg(long)]
+        out: Option<PathBuf>,
         #[command(flatten)]
         common: Common,
     },
@@ -181,11 +190,12 @@ fn main() -> anyhow::Result<()> {
             tokenizer.save(&out)?;
             println!("tokenizer with {} entries written to {}", tokenizer.vocab_size(), out.display());
         }
-        Command::Sft { run, tokenizer, init, epochs, max_examples, resume, common } => {
+        Command::Sft { run, tokenizer, init, epochs, max_examples, copy_batch_size, resume, common } => {
             let mut config = TrainConfig::load(common.config.as_deref())?;
             config.seed = common.seed.unwrap_or(config.seed);
             config.sft.epochs = epochs.unwrap_or(config.sft.epochs);
             config.sft.max_examples = max_examples.unwrap_or(config.sft.max_examples);
+            config.sft.copy_batch_size = copy_batch_size.unwrap_or(config.sft.copy_batch_size);
             config.init = init.clone();
             let device = device(&common.device)?;
             tch::manual_seed(config.seed as i64);
@@ -211,19 +221,23 @@ fn main() -> anyhow::Result<()> {
                 model.config.parameters(),
                 config.sft.epochs
             );
-            let out = sft::train(&model, &tokenizer, &examples, &config.sft, config.seed, &run_dir, !common.quiet)?;
+            let copies =
+                if config.sft.copy_batch_size > 0 { sft::copy_examples(&tokenizer, &train)? } else { Vec::new() };
+            let out =
+                sft::train(&model, &tokenizer, &examples, &copies, &config.sft, config.seed, &run_dir, !common.quiet)?;
             plot(&run_dir, "supervised warm-up");
             let eval =
                 rl::evaluate(&model, &tokenizer, &env, config.rl.eval_questions, config.rl.sampling.max_new_tokens)?;
             print_eval("after warm-up", &rl::summarise(&eval, ""));
             println!("model written to {}", out.display());
         }
-        Command::Rl { run, init, algorithm, steps, alpha, resume, common } => {
+        Command::Rl { run, init, algorithm, steps, alpha, questions_per_step, resume, common } => {
             let mut config = TrainConfig::load(common.config.as_deref())?;
             config.seed = common.seed.unwrap_or(config.seed);
             config.rl.algorithm = algorithm.unwrap_or(config.rl.algorithm);
             config.rl.steps = steps.unwrap_or(config.rl.steps);
             config.env.reward.alpha = alpha.unwrap_or(config.env.reward.alpha);
+            config.rl.questions_per_step = questions_per_step.unwrap_or(config.rl.questions_per_step);
             if config.rl.algorithm == Algorithm::Grpo && config.rl.group_size < 2 {
                 config.rl.group_size = 4;
             }
@@ -242,13 +256,26 @@ fn main() -> anyhow::Result<()> {
             plot(&run_dir, &format!("{:?}", config.rl.algorithm).to_uppercase());
             println!("model written to {}", out.display());
         }
-        Command::Eval { model, questions, alpha, common } => {
+        Command::Eval { model, questions, alpha, out, common } => {
             let mut config = TrainConfig::load(common.config.as_deref())?;
             config.env.reward.alpha = alpha.unwrap_or(config.env.reward.alpha);
             let (policy, tokenizer) = load_model(&model, device(&common.device)?)?;
             let env = Environment::new(config.env.clone(), common.plugins.as_deref())?;
             let eval = rl::evaluate(&policy, &tokenizer, &env, questions, config.rl.sampling.max_new_tokens)?;
             print_eval(&format!("{} on {} test questions", model.display(), eval.len()), &rl::summarise(&eval, ""));
+            if let Some(out) = out {
+                let mut lines = String::new();
+                for r in &eval {
+                    let line = serde_json::json!({
+                        "id": r.question.id, "question": r.question.question, "golden_answers": r.question.golden_answers,
+                        "kind": r.question.kind, "trajectory": r.trace.text(), "reward": r.reward,
+                        "cost": r.trace.cost, "calls": r.trace.trajectory.calls.len(),
+                    });
+                    lines.push_str(&line.to_string());
+                    lines.push('\n');
+                }
+                std::fs::write(&out, lines).with_context(|| format!("writing {}", out.display()))?;
+            }
         }
         Command::Export { model, out, external_data } => {
             let (policy, _) = load_model(&model, tch::Device::Cpu)?;

@@ -42,6 +42,12 @@ pub struct SftOptions {
     /// Keep only trajectories the reward scores as exactly right.
     pub only_correct: bool,
     pub save_every: u64,
+    /// Copy sequences added to every step (0 = none): a question, then the same question
+    /// again with the loss on the repeat. A router must copy entity names from the question
+    /// into its queries and from replies into its answer; a tiny model trained from scratch
+    /// learns that skill (induction) far sooner from these short sequences than from the
+    /// long trajectories alone.
+    pub copy_batch_size: usize,
 }
 
 impl Default for SftOptions {
@@ -56,6 +62,7 @@ impl Default for SftOptions {
             max_examples: 0,
             only_correct: true,
             save_every: 200,
+            copy_batch_size: 0,
         }
     }
 }
@@ -110,6 +117,22 @@ pub fn teacher_examples(
     Ok(out)
 }
 
+/// Copy sequences from the train split's questions and answers (see
+/// [`SftOptions::copy_batch_size`]).
+pub fn copy_examples(tokenizer: &RouterTokenizer, questions: &[Question]) -> anyhow::Result<Vec<Example>> {
+    let mut out = Vec::with_capacity(questions.len());
+    for q in questions {
+        let text = format!("{} {}", q.question, q.golden_answers.first().map(String::as_str).unwrap_or(""));
+        let mut tokens = tokenizer.encode(&format!("<|im_start|>user\n{text}<|im_end|>\n<|im_start|>assistant\n"))?;
+        let mut loss_mask = vec![false; tokens.len()];
+        let repeat = tokenizer.encode(&text)?;
+        loss_mask.extend(std::iter::repeat_n(true, repeat.len()));
+        tokens.extend(repeat);
+        out.push(Example { tokens, loss_mask });
+    }
+    Ok(out)
+}
+
 /// Learning rate at `step`: linear warm-up, then cosine decay to a tenth.
 pub fn learning_rate(opts: &SftOptions, step: u64, total: u64) -> f64 {
     let warm = opts.warmup_steps as f64;
@@ -129,10 +152,12 @@ pub fn sft_loss(model: &Transformer, batch: &Batch) -> tch::Tensor {
 }
 
 /// Train; resumes from the run's latest checkpoint when there is one.
+#[allow(clippy::too_many_arguments)]
 pub fn train(
     model: &Transformer,
     tokenizer: &RouterTokenizer,
     examples: &[Example],
+    copies: &[Example],
     opts: &SftOptions,
     seed: u64,
     run: &RunDir,
@@ -174,7 +199,15 @@ pub fn train(
         let batch = Batch::new(&chosen, tokenizer.pad_id, model.device());
         opt.lr = learning_rate(opts, step, total);
         opt.zero_grad();
-        let loss = sft_loss(model, &batch);
+        let mut loss = sft_loss(model, &batch);
+        if opts.copy_batch_size > 0 && !copies.is_empty() {
+            let mut rng = ChaCha8Rng::seed_from_u64(seed ^ step.wrapping_mul(0xD6E8_FEB8_6659_FD93) ^ 0xC0);
+            let picked: Vec<(&[i64], &[bool])> =
+                rand::seq::IndexedRandom::choose_multiple(copies, &mut rng, opts.copy_batch_size)
+                    .map(|e| (e.tokens.as_slice(), e.loss_mask.as_slice()))
+                    .collect();
+            loss += sft_loss(model, &Batch::new(&picked, tokenizer.pad_id, model.device()));
+        }
         loss.backward();
         let grad_norm = opt.step(opts.grad_clip);
         let loss = loss.double_value(&[]);

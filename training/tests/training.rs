@@ -196,12 +196,20 @@ fn resuming_supervised_warm_up_reproduces_the_next_step_exactly() {
     let tokenizer = common::tokenizer(&env);
     let questions: Vec<_> = env.split(Split::Train).into_iter().take(6).collect();
     let examples = sft::teacher_examples(&env, &tokenizer, &questions, false).unwrap();
-    let opts = SftOptions { epochs: 1, batch_size: 2, warmup_steps: 1, save_every: 1, ..Default::default() };
+    let copies = sft::copy_examples(&tokenizer, &questions).unwrap();
+    let opts = SftOptions {
+        epochs: 1,
+        batch_size: 2,
+        warmup_steps: 1,
+        save_every: 1,
+        copy_batch_size: 2,
+        ..Default::default()
+    };
     let root = tempfile::tempdir().unwrap();
     let run_once = |name: &str| {
         let run = RunDir::open(&root.path().join(name), &opts, true).unwrap();
         let model = common::tiny_model(tokenizer.vocab_size(), 9);
-        sft::train(&model, &tokenizer, &examples, &opts, 1, &run, false).unwrap();
+        sft::train(&model, &tokenizer, &examples, &copies, &opts, 1, &run, false).unwrap();
         run
     };
     let straight = run_once("a");

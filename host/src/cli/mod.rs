@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 
 mod demo;
 mod plugin;
+mod policy;
 mod score;
 mod serve;
 mod sim;
@@ -23,6 +24,9 @@ enum Command {
     /// Build, inspect and run plugin components.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
+    /// Inspect and run a trained router (an ONNX model directory).
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
     /// Run the reference plugins end to end on a sample routing episode.
     Demo(demo::DemoArgs),
     /// Serve the OpenAI-compatible routing API.
@@ -38,6 +42,7 @@ impl Cli {
     pub fn run(self) -> anyhow::Result<()> {
         match self.command {
             Command::Plugin(cmd) => cmd.run(),
+            Command::Policy(cmd) => cmd.run(),
             Command::Demo(args) => args.run(),
             Command::Serve(args) => args.run(),
             Command::Score(args) => args.run(),

@@ -1,5 +1,6 @@
 //! `switchyard serve [--config <file>]`: the OpenAI-compatible server. With
-//! no config it serves the embedded default: the simulated pool, in-process.
+//! no config it serves the embedded default: the simulated pool, in-process,
+//! and the trained router when `models/router-r1/` holds one.
 
 use std::path::PathBuf;
 
@@ -35,6 +36,9 @@ impl ServeArgs {
                     let world = std::sync::Arc::new(crate::sim::world::World::generate(&Default::default()));
                     let teacher = crate::sim::teacher::TeacherPolicy::new("switchyard/teacher", world);
                     snapshot.policies.insert("switchyard/teacher".into(), std::sync::Arc::new(teacher));
+                    if let Some(router) = trained_router() {
+                        snapshot.policies.insert(embedded::ROUTER_POLICY.into(), router);
+                    }
                     snapshot
                 }
             };
@@ -56,5 +60,45 @@ impl ServeArgs {
             );
             server::serve(listener, state, server::shutdown_signal()).await.context("server failed")
         })
+    }
+}
+
+/// The trained router for the embedded default, when one is shipped and loads. Its absence
+/// (or a broken one) is reported and the strategies and the teacher are served without it:
+/// the embedded default is for trying Switchyard, and must start without a trained model.
+fn trained_router() -> Option<std::sync::Arc<dyn crate::engine::Policy>> {
+    use crate::policy::{ModelOptions, OnnxPolicy, RouterOptions};
+    let dir = match embedded::find_router_dir() {
+        Ok(dir) => dir,
+        Err(tried) => {
+            eprintln!(
+                "switchyard: no trained router (looked for {} in {}); serving the strategies and the teacher",
+                embedded::ROUTER_DIR,
+                tried
+                    .iter()
+                    .filter_map(|p| p.parent()?.parent())
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            return None;
+        }
+    };
+    let options = RouterOptions {
+        model: ModelOptions { label: embedded::ROUTER_POLICY.into(), ..ModelOptions::default() },
+        ..RouterOptions::default()
+    };
+    match OnnxPolicy::load(embedded::ROUTER_POLICY, &dir, &options) {
+        Ok(policy) => {
+            eprintln!("switchyard: serving the trained router {} from {}", embedded::ROUTER_POLICY, dir.display());
+            Some(std::sync::Arc::new(policy))
+        }
+        Err(e) => {
+            eprintln!(
+                "switchyard: the trained router in {} did not load ({e}); serving the strategies and the teacher",
+                dir.display()
+            );
+            None
+        }
     }
 }

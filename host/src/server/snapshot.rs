@@ -1,5 +1,5 @@
 //! What a request runs against: the configuration with its loaded pool,
-//! policies and reward. Reload builds a new snapshot and swaps it in;
+//! policies (strategy components and trained routers on ONNX Runtime) and reward. Reload builds a new snapshot and swaps it in;
 //! requests hold the `Arc` they started with, so in-flight requests finish
 //! on the old set, and a broken new config or component leaves the old
 //! snapshot serving.
@@ -11,10 +11,11 @@ use std::sync::Arc;
 use anyhow::Context;
 
 use crate::backend::Pool;
-use crate::config::Config;
+use crate::config::{Config, PolicyKind};
 use crate::engine::{Policy, StrategyPolicy};
 use crate::plugin::types::Setting;
 use crate::plugin::{Plugin, Reward, Runtime, Strategy};
+use crate::policy::OnnxPolicy;
 
 pub struct Snapshot {
     pub config: Config,
@@ -40,11 +41,21 @@ impl Snapshot {
             Arc::new(Pool::from_config(&config, runtime).with_context(|| format!("{file}: loading the model pool"))?);
         let mut policies: BTreeMap<String, Arc<dyn Policy>> = BTreeMap::new();
         for p in &config.policies {
-            let strategy = Plugin::<Strategy>::load(runtime, &config.component_path(&p.strategy))
-                .with_context(|| format!("{file}: policy `{}`", p.name))?;
-            let settings =
-                p.settings.iter().map(|(name, value)| Setting { name: name.clone(), value: *value }).collect();
-            policies.insert(p.name.clone(), Arc::new(StrategyPolicy::new(p.name.clone(), strategy, settings)));
+            let context = || format!("{file}: policy `{}`", p.name);
+            let policy: Arc<dyn Policy> = match p.kind() {
+                PolicyKind::Strategy(strategy) => {
+                    let strategy =
+                        Plugin::<Strategy>::load(runtime, &config.component_path(strategy)).with_context(context)?;
+                    let settings =
+                        p.settings.iter().map(|(name, value)| Setting { name: name.clone(), value: *value }).collect();
+                    Arc::new(StrategyPolicy::new(p.name.clone(), strategy, settings))
+                }
+                PolicyKind::Onnx(dir) => {
+                    let options = config.router_options(p)?;
+                    Arc::new(OnnxPolicy::load(&p.name, &config.relative_path(dir), &options).with_context(context)?)
+                }
+            };
+            policies.insert(p.name.clone(), policy);
         }
         let reward = Plugin::<Reward>::load(runtime, &config.component_path(&config.reward.component))
             .with_context(|| format!("{file}: reward component"))?;

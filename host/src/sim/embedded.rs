@@ -1,7 +1,8 @@
 //! The embedded default: `switchyard serve` with no config starts the
 //! simulated pool in-process on a loopback port and serves routing over it,
 //! so a new user can ask a question with no API keys and no setup beyond
-//! the build.
+//! the build. When a trained router has been shipped into `models/router-r1/`
+//! it is served too, as `switchyard/router-r1`.
 
 use std::path::{Path, PathBuf};
 
@@ -23,6 +24,27 @@ pub fn find_plugins_dir() -> anyhow::Result<PathBuf> {
         .find(|c| c.join("router-r1.wasm").is_file())
         .map(|c| std::path::absolute(&c).unwrap_or(c))
         .context("the built plugins (plugins/dist/*.wasm) were not found: run `make setup` (scripts/setup) first")
+}
+
+/// Where the embedded default looks for a trained router, relative to the working directory
+/// and to each folder above the binary.
+pub const ROUTER_DIR: &str = "models/router-r1";
+
+/// The name the embedded default serves the trained router under.
+pub const ROUTER_POLICY: &str = "switchyard/router-r1";
+
+/// The trained router's model directory (`./models/router-r1`, or next to the binary's
+/// checkout), or the places looked at when there is none.
+pub fn find_router_dir() -> Result<PathBuf, Vec<PathBuf>> {
+    let mut candidates = vec![std::path::absolute(ROUTER_DIR).unwrap_or_else(|_| PathBuf::from(ROUTER_DIR))];
+    if let Ok(exe) = std::env::current_exe() {
+        candidates.extend(exe.ancestors().skip(1).map(|a| a.join(ROUTER_DIR)));
+    }
+    candidates.dedup();
+    match candidates.iter().find(|c| c.join(crate::policy::model_dir::MODEL_FILE).is_file()) {
+        Some(found) => Ok(found.clone()),
+        None => Err(candidates),
+    }
 }
 
 /// Start the simulated pool and return a validated config routing over it.
@@ -55,11 +77,7 @@ fn pool_config(plugins_dir: &Path, endpoint: &str, models: &SimModels) -> anyhow
     config.plugins.dir = plugins_dir.to_path_buf();
     config.policies = ["cheapest", "largest", "cascade"]
         .iter()
-        .map(|s| PolicyConfig {
-            name: format!("switchyard/{s}"),
-            strategy: s.to_string(),
-            settings: Default::default(),
-        })
+        .map(|s| PolicyConfig::strategy(&format!("switchyard/{s}"), s))
         .collect();
     config.models = models
         .profiles()
