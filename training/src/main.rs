@@ -69,6 +69,13 @@ enum Command {
         /// Copy sequences per step (see `sft.copy_batch_size`).
         #[arg(long)]
         copy_batch_size: Option<usize>,
+        /// Train on copy sequences only (a copy curriculum before or between warm-ups).
+        #[arg(long)]
+        copy_only: bool,
+        #[arg(long)]
+        batch_size: Option<usize>,
+        #[arg(long)]
+        lr: Option<f64>,
         /// Continue the run in --run from its latest checkpoint.
         #[arg(long)]
         resume: bool,
@@ -190,12 +197,27 @@ fn main() -> anyhow::Result<()> {
             tokenizer.save(&out)?;
             println!("tokenizer with {} entries written to {}", tokenizer.vocab_size(), out.display());
         }
-        Command::Sft { run, tokenizer, init, epochs, max_examples, copy_batch_size, resume, common } => {
+        Command::Sft {
+            run,
+            tokenizer,
+            init,
+            epochs,
+            max_examples,
+            copy_batch_size,
+            copy_only,
+            batch_size,
+            lr,
+            resume,
+            common,
+        } => {
             let mut config = TrainConfig::load(common.config.as_deref())?;
             config.seed = common.seed.unwrap_or(config.seed);
             config.sft.epochs = epochs.unwrap_or(config.sft.epochs);
             config.sft.max_examples = max_examples.unwrap_or(config.sft.max_examples);
             config.sft.copy_batch_size = copy_batch_size.unwrap_or(config.sft.copy_batch_size);
+            config.sft.batch_size = batch_size.unwrap_or(config.sft.batch_size);
+            config.sft.lr = lr.unwrap_or(config.sft.lr);
+            config.sft.copy_only |= copy_only;
             config.init = init.clone();
             let device = device(&common.device)?;
             tch::manual_seed(config.seed as i64);
@@ -214,7 +236,11 @@ fn main() -> anyhow::Result<()> {
             if config.sft.max_examples > 0 {
                 train.truncate(config.sft.max_examples);
             }
-            let examples = sft::teacher_examples(&env, &tokenizer, &train, config.sft.only_correct)?;
+            let examples = if config.sft.copy_only {
+                sft::copy_examples(&tokenizer, &train)?
+            } else {
+                sft::teacher_examples(&env, &tokenizer, &train, config.sft.only_correct)?
+            };
             println!(
                 "supervised warm-up: {} examples, {} parameters, {} epochs",
                 examples.len(),

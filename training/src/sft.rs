@@ -48,6 +48,8 @@ pub struct SftOptions {
     /// learns that skill (induction) far sooner from these short sequences than from the
     /// long trajectories alone.
     pub copy_batch_size: usize,
+    /// Train on copy sequences only, as the whole dataset (a copy curriculum).
+    pub copy_only: bool,
 }
 
 impl Default for SftOptions {
@@ -63,6 +65,7 @@ impl Default for SftOptions {
             only_correct: true,
             save_every: 200,
             copy_batch_size: 0,
+            copy_only: false,
         }
     }
 }
@@ -87,13 +90,8 @@ pub fn example(tokenizer: &RouterTokenizer, prompt: &str, segments: &[Segment]) 
     Ok(Example { tokens, loss_mask })
 }
 
-/// Teacher trajectories for `questions` over the environment's pool, as examples.
-pub fn teacher_examples(
-    env: &Environment,
-    tokenizer: &RouterTokenizer,
-    questions: &[Question],
-    only_correct: bool,
-) -> anyhow::Result<Vec<Example>> {
+/// The teacher's episodes on `questions`, through the host's turn loop over the whole pool.
+fn teacher_traces(env: &Environment, questions: &[Question]) -> anyhow::Result<Vec<engine::Trace>> {
     let teacher = TeacherPolicy::new("switchyard/teacher", env.world.clone());
     let pool = env.pool();
     let traces = env.tokio.block_on(
@@ -101,7 +99,18 @@ pub fn teacher_examples(
             .buffered(32)
             .collect::<Vec<_>>(),
     );
-    let traces: Vec<_> = traces.into_iter().collect::<Result<_, _>>().context("the teacher failed")?;
+    traces.into_iter().collect::<Result<_, _>>().context("the teacher failed")
+}
+
+/// Teacher trajectories for `questions` over the environment's pool, as examples.
+pub fn teacher_examples(
+    env: &Environment,
+    tokenizer: &RouterTokenizer,
+    questions: &[Question],
+    only_correct: bool,
+) -> anyhow::Result<Vec<Example>> {
+    let pool = env.pool();
+    let traces = teacher_traces(env, questions)?;
     let scored: Vec<_> =
         traces.iter().zip(questions).map(|(t, q)| (t.trajectory.clone(), q.golden_answers.clone())).collect();
     let rewards = env.score(&scored)?;
@@ -239,17 +248,9 @@ pub fn train(
 /// split (up to 5000 questions), which hold every kind of text the router reads or writes.
 pub fn corpus(env: &Environment) -> anyhow::Result<Vec<String>> {
     let questions: Vec<Question> = env.split(switchyard::sim::questions::Split::Train).into_iter().take(5000).collect();
-    let teacher = TeacherPolicy::new("switchyard/teacher", env.world.clone());
-    let pool = env.pool();
-    let traces = env.tokio.block_on(
-        futures_util::stream::iter(questions.iter().map(|q| engine::run(&env.engine, &teacher, &pool, &q.question)))
-            .buffered(32)
-            .collect::<Vec<_>>(),
-    );
-    let descriptors = pool.descriptors();
+    let descriptors = env.pool().descriptors();
     let mut texts = Vec::with_capacity(questions.len());
-    for (q, trace) in questions.iter().zip(traces) {
-        let trace = trace.context("the teacher failed")?;
+    for (q, trace) in questions.iter().zip(teacher_traces(env, &questions)?) {
         texts.push(format!("{}{}", env.prompt_text(&q.question, &descriptors)?, trace.text()));
     }
     Ok(texts)
