@@ -96,7 +96,8 @@ impl Default for RlOptions {
     }
 }
 
-/// A scalar value estimate per position, read from the policy's final hidden states.
+/// A scalar value estimate per position, read from the policy's final hidden states
+/// (detached: the value loss trains the head only).
 pub struct ValueHead {
     pub vs: nn::VarStore,
     head: nn::Linear,
@@ -314,7 +315,9 @@ impl<'a> Learner<'a> {
                 }
                 let mut value_loss = 0.0;
                 if let Some(ret) = &returns {
-                    let v = self.value.forward(&hidden.narrow(1, 0, len));
+                    // The critic reads the policy's features but does not train them: value
+                    // regression through the shared trunk degraded the language model.
+                    let v = self.value.forward(&hidden.detach().narrow(1, 0, len));
                     let old_v = pick(&old_values);
                     let v_clipped = &old_v + (&v - &old_v).clamp(-o.clip, o.clip);
                     let r = pick(ret);
