@@ -4,6 +4,7 @@
 use clap::{Parser, Subcommand};
 
 mod demo;
+mod eval;
 mod plugin;
 mod policy;
 mod score;
@@ -31,6 +32,8 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Serve the OpenAI-compatible routing API.
     Serve(serve::ServeArgs),
+    /// Run datasets through policies and score them: traces, summaries, report.
+    Eval(eval::EvalArgs),
     /// Score raw trajectories (JSONL) with a reward component.
     Score(score::ScoreArgs),
     /// The simulated world: serve its models, export its questions.
@@ -45,6 +48,7 @@ impl Cli {
             Command::Policy(cmd) => cmd.run(),
             Command::Demo(args) => args.run(),
             Command::Serve(args) => args.run(),
+            Command::Eval(args) => args.run(),
             Command::Score(args) => args.run(),
             Command::Sim(cmd) => cmd.run(),
         }

@@ -29,18 +29,7 @@ impl ServeArgs {
         tokio.block_on(async move {
             let snapshot = match &self.config {
                 Some(path) => Snapshot::load(path, &runtime)?,
-                None => {
-                    let config = embedded::start(&embedded::find_plugins_dir()?).await?;
-                    let mut snapshot = Snapshot::from_config(config, &runtime)?;
-                    // The teacher shows multi-round routing until a trained router is served.
-                    let world = std::sync::Arc::new(crate::sim::world::World::generate(&Default::default()));
-                    let teacher = crate::sim::teacher::TeacherPolicy::new("switchyard/teacher", world);
-                    snapshot.policies.insert("switchyard/teacher".into(), std::sync::Arc::new(teacher));
-                    if let Some(router) = trained_router() {
-                        snapshot.policies.insert(embedded::ROUTER_POLICY.into(), router);
-                    }
-                    snapshot
-                }
+                None => embedded_snapshot(&runtime).await?,
             };
             let listen = self.listen.clone().unwrap_or_else(|| snapshot.config.server.listen.clone());
             let listener =
@@ -61,6 +50,21 @@ impl ServeArgs {
             server::serve(listener, state, server::shutdown_signal()).await.context("server failed")
         })
     }
+}
+
+/// The embedded default: the simulated pool served in-process on loopback, the strategies,
+/// the teacher, and the trained router when one is shipped. Must run inside a tokio runtime.
+pub(super) async fn embedded_snapshot(runtime: &std::sync::Arc<Runtime>) -> anyhow::Result<Snapshot> {
+    let config = embedded::start(&embedded::find_plugins_dir()?).await?;
+    let mut snapshot = Snapshot::from_config(config, runtime)?;
+    // The teacher shows multi-round routing until a trained router is served.
+    let world = std::sync::Arc::new(crate::sim::world::World::generate(&Default::default()));
+    let teacher = crate::sim::teacher::TeacherPolicy::new("switchyard/teacher", world);
+    snapshot.policies.insert("switchyard/teacher".into(), std::sync::Arc::new(teacher));
+    if let Some(router) = trained_router() {
+        snapshot.policies.insert(embedded::ROUTER_POLICY.into(), router);
+    }
+    Ok(snapshot)
 }
 
 /// The trained router for the embedded default, when one is shipped and loads. Its absence

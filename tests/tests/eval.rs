@@ -1,0 +1,134 @@
+//! `switchyard eval` end to end: the binary over the embedded default (the
+//! simulated pool served on loopback), real strategy and reward components.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use serde_json::Value;
+use switchyard_tests::router::switchyard_binary;
+
+fn switchyard(args: &[&str]) -> Output {
+    Command::new(switchyard_binary())
+        .current_dir(switchyard_tests::repo_root())
+        .args(args)
+        .output()
+        .expect("switchyard runs")
+}
+
+fn ok(out: &Output) -> String {
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "failed: {stderr}\n{stdout}");
+    stdout.into_owned()
+}
+
+fn failure(out: &Output) -> String {
+    assert!(!out.status.success(), "expected a failure: {}", String::from_utf8_lossy(&out.stdout));
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn records(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{}: {e}: {l}", path.display())))
+        .collect()
+}
+
+fn export(dir: &Path) -> String {
+    let out = dir.join("data");
+    ok(&switchyard(&["sim", "export", "--questions", "400", "--out", out.to_str().unwrap()]));
+    out.join("test.jsonl").to_str().unwrap().to_string()
+}
+
+#[test]
+fn scores_every_question_writes_summaries_and_resumes_without_rescoring() {
+    let dir = tempfile::tempdir().unwrap();
+    let dataset = export(dir.path());
+    let out = dir.path().join("eval");
+    let args = [
+        "eval",
+        "--dataset",
+        &dataset,
+        "--policy",
+        "switchyard/cheapest",
+        "--policy",
+        "switchyard/teacher",
+        "--limit",
+        "12",
+        "--out",
+        out.to_str().unwrap(),
+        "--quiet",
+    ];
+    let stdout = ok(&switchyard(&args));
+    assert!(stdout.contains("### `switchyard/cheapest`") && stdout.contains("### `switchyard/teacher`"), "{stdout}");
+
+    let cheapest = out.join("switchyard_cheapest.jsonl");
+    let first = records(&cheapest);
+    let ids: std::collections::BTreeSet<&str> = first.iter().map(|r| r["id"].as_str().unwrap()).collect();
+    assert_eq!((first.len(), ids.len()), (12, 12));
+    for r in &first {
+        assert!(r.get("error").is_none(), "{r}");
+        assert_eq!(r["calls"], 1, "the cheapest strategy routes once: {r}");
+        assert!(r["trajectory"].as_str().unwrap().contains("<answer>"), "{r}");
+        assert!(r["cost"].as_f64().unwrap() > 0.0 && r["hops"].as_u64().is_some(), "{r}");
+    }
+    let teacher: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("switchyard_teacher.summary.json")).unwrap()).unwrap();
+    assert_eq!(teacher["overall"]["questions"], 12);
+    assert!(teacher["overall"]["em"].as_f64().unwrap() >= 0.5, "the teacher answers most: {teacher}");
+    assert!(teacher["by_hops"]["2"]["calls"].as_f64().unwrap() >= 2.0, "two hops, two calls: {teacher}");
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(report.contains("| **all** | 12 |"), "{report}");
+
+    // Interrupt: keep 7 records, mark one of them failed, leave a torn line.
+    let lines: Vec<String> = first.iter().map(|r| r.to_string()).collect();
+    let mut failed: Value = first[6].clone();
+    failed["error"] = "backend down".into();
+    let torn = &lines[7][..lines[7].len() / 2];
+    std::fs::write(&cheapest, format!("{}\n{failed}\n{torn}", lines[..6].join("\n"))).unwrap();
+    ok(&switchyard(&args[..5].iter().chain(&args[7..]).copied().collect::<Vec<_>>()));
+    let resumed = records(&cheapest);
+    assert_eq!(resumed.len(), 12, "nothing scored twice");
+    assert_eq!(resumed[..6], first[..6], "kept records are not rerun");
+    let ids: std::collections::BTreeSet<&str> = resumed.iter().map(|r| r["id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), 12);
+    assert!(resumed.iter().all(|r| r.get("error").is_none()), "the failed question was retried");
+}
+
+#[test]
+fn bad_arguments_and_inputs_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let dataset = export(dir.path());
+    let out = dir.path().join("eval");
+    let out = out.to_str().unwrap();
+
+    let e = failure(&switchyard(&["eval", "--dataset", &dataset, "--policy", "nope", "--limit", "2", "--out", out]));
+    assert!(e.contains("unknown policy `nope`") && e.contains("switchyard/cheapest"), "{e}");
+
+    let bad = dir.path().join("bad.jsonl");
+    std::fs::write(&bad, "{\"id\": 1, \"question\": \"Q?\", \"golden_answers\": [\"a\"]}\n{\"id\": 2}\n").unwrap();
+    let e = failure(&switchyard(&["eval", "--dataset", bad.to_str().unwrap(), "--policy", "switchyard/cheapest"]));
+    assert!(e.contains("bad.jsonl:2:") && e.contains("question"), "{e}");
+
+    // A traces file of another policy is never mixed into.
+    let traces = Path::new(out).join("switchyard_cheapest.jsonl");
+    std::fs::create_dir_all(out).unwrap();
+    let foreign = serde_json::json!({"id": "x", "dataset": "d", "policy": "switchyard/largest", "question": "q", "golden_answers": ["a"]});
+    std::fs::write(&traces, format!("{foreign}\n")).unwrap();
+    let e = failure(&switchyard(&[
+        "eval",
+        "--dataset",
+        &dataset,
+        "--policy",
+        "switchyard/cheapest",
+        "--limit",
+        "2",
+        "--out",
+        out,
+    ]));
+    assert!(e.contains("policy `switchyard/largest`"), "{e}");
+    assert_eq!(std::fs::read_to_string(&traces).unwrap(), format!("{foreign}\n"), "the file is left as it was");
+
+    let e = failure(&switchyard(&["eval", "--dataset", &dataset, "--policy", "switchyard/cheapest", "--alpha", "2"]));
+    assert!(e.contains("--alpha"), "{e}");
+}
