@@ -132,3 +132,30 @@ fn bad_arguments_and_inputs_are_clear_errors() {
     let e = failure(&switchyard(&["eval", "--dataset", &dataset, "--policy", "switchyard/cheapest", "--alpha", "2"]));
     assert!(e.contains("--alpha"), "{e}");
 }
+
+#[test]
+fn chance_and_single_model_baselines_are_served_by_the_embedded_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let dataset = export(dir.path());
+    let out = dir.path().join("eval");
+    let stdout = ok(&switchyard(&[
+        "eval",
+        "--dataset",
+        &dataset,
+        "--policy",
+        "switchyard/random",
+        "--policy",
+        "switchyard/only/qwen2.5-7b-instruct",
+        "--limit",
+        "16",
+        "--out",
+        out.to_str().unwrap(),
+        "--quiet",
+    ]));
+    assert!(stdout.contains("switchyard/random"), "{stdout}");
+    let random = records(&out.join("switchyard_random.jsonl"));
+    let models: std::collections::BTreeSet<&str> = random.iter().map(|r| r["models"][0].as_str().unwrap()).collect();
+    assert!(models.len() >= 3, "16 questions spread over the pool: {models:?}");
+    let alone = records(&out.join("switchyard_only_qwen2.5-7b-instruct.jsonl"));
+    assert!(alone.iter().all(|r| r["models"] == serde_json::json!(["qwen2.5-7b-instruct"])), "{alone:?}");
+}

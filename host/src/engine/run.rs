@@ -135,7 +135,8 @@ pub async fn run(
             out_of_context = true;
         }
     }
-    let cost = episode.calls.iter().map(|c| c.cost).sum();
+    // fold from +0.0: an empty f64 `sum()` is -0.0, which prints as a negative cost.
+    let cost = episode.calls.iter().map(|c| c.cost).fold(0.0, |a, b| a + b);
     let input_tokens = episode.calls.iter().map(|c| u64::from(c.usage.input_tokens)).sum();
     let output_tokens = episode.calls.iter().map(|c| u64::from(c.usage.output_tokens)).sum();
     Ok(Trace {

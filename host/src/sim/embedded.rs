@@ -109,5 +109,18 @@ fn pool_config(plugins_dir: &Path, endpoint: &str, models: &SimModels) -> anyhow
             }
         })
         .collect();
+    // Baselines for `switchyard eval`: chance, and each model alone (by pool position).
+    config.policies.push(PolicyConfig::strategy("switchyard/random", "random"));
+    let alone: Vec<PolicyConfig> = config
+        .models
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let mut policy = PolicyConfig::strategy(&format!("switchyard/only/{}", m.name), "fixed");
+            policy.settings.insert("model".into(), i as f64);
+            policy
+        })
+        .collect();
+    config.policies.extend(alone);
     Ok(config.validated()?)
 }
