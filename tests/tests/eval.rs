@@ -159,3 +159,125 @@ fn chance_and_single_model_baselines_are_served_by_the_embedded_default() {
     let alone = records(&out.join("switchyard_only_qwen2.5-7b-instruct.jsonl"));
     assert!(alone.iter().all(|r| r["models"] == serde_json::json!(["qwen2.5-7b-instruct"])), "{alone:?}");
 }
+
+/// `switchyard sim serve` on a free port, standing in for a provider; killed on drop.
+struct SimServer(std::process::Child, String);
+
+impl SimServer {
+    fn start() -> SimServer {
+        use std::io::BufRead;
+        let mut child = Command::new(switchyard_binary())
+            .args(["sim", "serve", "--listen", "127.0.0.1:0"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("sim serve starts");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let url = line.trim().strip_prefix("listening on ").expect("the address line").to_string();
+        SimServer(child, url)
+    }
+}
+
+impl Drop for SimServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn provider_config(dir: &Path, endpoint: &str) -> std::path::PathBuf {
+    let config = format!(
+        r#"
+[plugins]
+dir = "{plugins}"
+
+[[policies]]
+name = "switchyard/cascade"
+strategy = "cascade"
+
+[[models]]
+name = "small"
+adapter = "openai-chat"
+endpoint = "{endpoint}"
+remote_model = "qwen2.5-7b-instruct"
+timeout_ms = 2000
+retries = 0
+descriptor = {{ price_in_per_mtok = 0.2, price_out_per_mtok = 0.2, latency_ms = 300, context_tokens = 32768, size_b = 7.0 }}
+
+[[models]]
+name = "large"
+adapter = "openai-chat"
+endpoint = "{endpoint}"
+remote_model = "llama-3.1-70b-instruct"
+timeout_ms = 2000
+retries = 0
+descriptor = {{ price_in_per_mtok = 0.9, price_out_per_mtok = 0.9, latency_ms = 900, context_tokens = 131072, size_b = 70.0 }}
+"#,
+        plugins = switchyard_tests::repo_root().join("plugins/dist").display(),
+    );
+    let path = dir.join("providers.toml");
+    std::fs::write(&path, config).unwrap();
+    path
+}
+
+#[test]
+fn real_backends_through_a_config_and_flashrag_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = SimServer::start();
+    let config = provider_config(dir.path(), &sim.1);
+    // FlashRAG layout: metadata carries what the summary groups by.
+    let exported = records(Path::new(&export(dir.path())));
+    let flashrag = dir.path().join("nq.jsonl");
+    let lines: Vec<String> = exported[..10]
+        .iter()
+        .map(|q| {
+            serde_json::json!({"id": q["id"], "question": q["question"], "golden_answers": q["golden_answers"],
+                "metadata": {"hops": q["hops"], "domain": q["domain"]}})
+            .to_string()
+        })
+        .collect();
+    std::fs::write(&flashrag, lines.join("\n") + "\n").unwrap();
+    let out = dir.path().join("eval");
+    let args = [
+        "eval",
+        "--config",
+        config.to_str().unwrap(),
+        "--dataset",
+        flashrag.to_str().unwrap(),
+        "--policy",
+        "switchyard/cascade",
+        "--out",
+        out.to_str().unwrap(),
+        "--quiet",
+    ];
+    ok(&switchyard(&args));
+    let summary: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("switchyard_cascade.summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["overall"]["questions"], 10, "{summary}");
+    assert_eq!(summary["by_dataset"]["nq"]["questions"], 10, "{summary}");
+    assert!(summary["overall"]["em"].as_f64().unwrap() > 0.0, "the simulated provider answers some: {summary}");
+    assert!(summary["overall"]["cost"].as_f64().unwrap() > 0.0, "{summary}");
+    let traced = records(&out.join("switchyard_cascade.jsonl"));
+    assert!(traced.iter().all(|r| r["models"].as_array().is_some_and(|m| !m.is_empty())), "{traced:?}");
+
+    // The provider goes away: the questions still in the file are kept; calls now fail, which the
+    // cascade reports to the router as failed calls, not as lost questions.
+    drop(sim);
+    let more: Vec<String> = lines
+        .iter()
+        .chain(std::iter::once(
+            &serde_json::json!({
+        "id": "extra", "question": "Which river flows through Karsk?", "golden_answers": ["x"]})
+            .to_string(),
+        ))
+        .cloned()
+        .collect();
+    std::fs::write(&flashrag, more.join("\n") + "\n").unwrap();
+    ok(&switchyard(&args));
+    let after = records(&out.join("switchyard_cascade.jsonl"));
+    assert_eq!(after.len(), 11);
+    assert_eq!(after[..10], traced[..], "scored questions are not run again");
+    assert_eq!(after[10]["id"], "extra");
+    assert_eq!(after[10]["em"], 0.0, "{}", after[10]);
+}
