@@ -78,7 +78,8 @@ impl EvalArgs {
                 RewardParams { alpha: self.alpha.unwrap_or(r.alpha), metric: r.metric, cost_bounds: r.cost_bounds };
             let timeout =
                 Duration::from_secs(self.timeout_s.unwrap_or(snapshot.config.server.request_timeout_ms / 1000));
-            let mut report = String::from("# Evaluation\n\n");
+            let mut sections = String::new();
+            let mut summaries = Vec::new();
             for policy in &self.policy {
                 let traces = self.out.join(format!("{}.jsonl", slug(policy)));
                 let bar = if self.quiet { ProgressBar::hidden() } else { ProgressBar::new(items.len() as u64) };
@@ -104,9 +105,13 @@ impl EvalArgs {
                     .with_context(|| format!("writing {}", path.display()))?;
                 let section = summary.markdown();
                 println!("{section}");
-                report.push_str(&section);
-                report.push('\n');
+                sections.push_str(&section);
+                sections.push('\n');
+                summaries.push(summary);
             }
+            let comparison = eval::summary::comparison(&summaries);
+            println!("{comparison}");
+            let report = format!("# Evaluation\n\n## All policies\n\n{comparison}\n## Per policy\n\n{sections}");
             let path = self.out.join("report.md");
             std::fs::write(&path, report).with_context(|| format!("writing {}", path.display()))?;
             eprintln!("traces, summaries and report in {}", self.out.display());

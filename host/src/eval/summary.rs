@@ -64,6 +64,37 @@ pub fn percentile(sorted: &[u64], p: f64) -> u64 {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
+/// Which of `points` (cost, accuracy) are on the Pareto frontier: no other
+/// point is at least as cheap and at least as accurate, and better in one.
+pub fn pareto(points: &[(f64, f64)]) -> Vec<bool> {
+    points.iter().map(|&(c, a)| !points.iter().any(|&(c2, a2)| c2 <= c && a2 >= a && (c2 < c || a2 > a))).collect()
+}
+
+/// A markdown table comparing policies on one slice: EM, cost, calls, and
+/// whether each is on the cost/EM Pareto frontier.
+pub fn comparison(summaries: &[Summary]) -> String {
+    let on = pareto(&summaries.iter().map(|s| (s.overall.cost, s.overall.em)).collect::<Vec<_>>());
+    let mut out =
+        String::from("| policy | questions | EM | F1 | µ$ / question | calls | format failures | on the frontier |\n");
+    out.push_str("|---|---|---|---|---|---|---|---|\n");
+    for (s, on) in summaries.iter().zip(on) {
+        let m = &s.overall;
+        let _ = writeln!(
+            out,
+            "| `{}` | {} | {:.3} | {:.3} | {:.1} | {:.2} | {:.1}% | {} |",
+            s.policy,
+            m.questions,
+            m.em,
+            m.f1,
+            m.cost * 1e6,
+            m.calls,
+            m.format_failure_rate * 100.0,
+            if on { "yes" } else { "" }
+        );
+    }
+    out
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct Summary {
     pub policy: String,
@@ -150,6 +181,14 @@ mod tests {
             error: None,
             ..Record::failed(&item, "p", String::new())
         }
+    }
+
+    #[test]
+    fn the_frontier_keeps_only_undominated_points() {
+        // (cost, EM): b dominates a; c is pricier but better; d ties c's EM at a higher cost.
+        let points = [(2.0, 0.5), (1.0, 0.6), (3.0, 0.9), (4.0, 0.9), (1.0, 0.6)];
+        assert_eq!(pareto(&points), [false, true, true, false, true]);
+        assert!(pareto(&[]).is_empty());
     }
 
     #[test]
