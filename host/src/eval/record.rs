@@ -66,12 +66,16 @@ impl Record {
             latency_ms: trace.latency_ms,
             stop: serde_json::to_value(trace.stop).ok().and_then(|v| v.as_str().map(String::from)),
             trajectory: trace.text(),
-            ..Record::failed(item, &trace.policy, String::new())
+            ..Record::unscored(item, &trace.policy)
         }
-        .without_error()
     }
 
     pub fn failed(item: &Item, policy: &str, error: String) -> Record {
+        Record { error: Some(error), ..Record::unscored(item, policy) }
+    }
+
+    /// The question's own fields, nothing run yet.
+    fn unscored(item: &Item, policy: &str) -> Record {
         Record {
             id: item.id.clone(),
             dataset: item.dataset.clone(),
@@ -92,12 +96,7 @@ impl Record {
             latency_ms: 0,
             stop: None,
             trajectory: String::new(),
-            error: Some(error),
+            error: None,
         }
-    }
-
-    fn without_error(mut self) -> Record {
-        self.error = None;
-        self
     }
 }

@@ -201,6 +201,34 @@ pub fn single_round<'a>(
     })
 }
 
+/// Defines `candidates(&[ModelDescriptor]) -> Vec<Candidate>` and
+/// `outcomes(&[RoutedCall]) -> Vec<Outcome>` in the calling strategy, over
+/// the WIT types its own bindings generated (this crate has no bindings, so
+/// the mapping is expanded where the types live). Both must be in scope.
+#[macro_export]
+macro_rules! pool_views {
+    () => {
+        /// The pool as the shared helpers see it.
+        #[allow(dead_code)]
+        fn candidates(pool: &[ModelDescriptor]) -> Vec<$crate::pool::Candidate<'_>> {
+            pool.iter()
+                .map(|m| $crate::pool::Candidate {
+                    name: &m.name,
+                    price_in: m.price_in_per_mtok,
+                    price_out: m.price_out_per_mtok,
+                    size_b: m.size_b,
+                })
+                .collect()
+        }
+
+        /// The calls so far as the shared helpers see them.
+        #[allow(dead_code)]
+        fn outcomes(calls: &[RoutedCall]) -> Vec<$crate::pool::Outcome<'_>> {
+            calls.iter().map(|c| $crate::pool::Outcome { reply: &c.reply, failed: c.error.is_some() }).collect()
+        }
+    };
+}
+
 #[cfg(test)]
 mod tests {
 

@@ -28,11 +28,32 @@ impl<'a> Settings<'a> {
     pub fn get_or(&self, name: &str, default: f64) -> f64 {
         self.pairs.iter().rev().find(|(n, _)| *n == name).map_or(default, |(_, v)| *v)
     }
+
+    /// The value of `name` (or `default`) as a whole number >= 0.
+    pub fn whole_number_or(&self, name: &str, default: u64) -> Result<u64, String> {
+        let value = self.get_or(name, default as f64);
+        if value >= 0.0 && value % 1.0 == 0.0 {
+            // Float-to-int casts saturate: a huge value stays huge.
+            Ok(value as u64)
+        } else {
+            Err(format!("setting `{name}` must be a whole number >= 0, got {value}"))
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn whole_numbers() {
+        let pairs = [("n", 3.0), ("bad", 0.5), ("neg", -1.0)];
+        let s = Settings::parse(&pairs, &["n", "bad", "neg", "absent"]).unwrap();
+        assert_eq!(s.whole_number_or("n", 0), Ok(3));
+        assert_eq!(s.whole_number_or("absent", 7), Ok(7));
+        assert!(s.whole_number_or("bad", 0).unwrap_err().contains("`bad`"));
+        assert!(s.whole_number_or("neg", 0).is_err());
+    }
 
     #[test]
     fn rejects_unknown_and_non_finite() {

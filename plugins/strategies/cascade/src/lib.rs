@@ -27,27 +27,13 @@
 wit_bindgen::generate!({ world: "strategy", path: "../../../wit" });
 
 use switchyard::plugin::types::{ErrorKind, ModelDescriptor, Route, RoutedCall};
-use switchyard_plugin_sdk::pool::{self, Candidate, DONT_KNOW, Outcome};
+use switchyard_plugin_sdk::pool::{self, DONT_KNOW};
 use switchyard_plugin_sdk::settings::Settings;
 
 /// The only setting this strategy understands.
 const MAX_ESCALATIONS: &str = "max-escalations";
 
-/// The pool as the shared ordering helpers see it.
-fn candidates(pool: &[ModelDescriptor]) -> Vec<Candidate<'_>> {
-    pool.iter()
-        .map(|m| Candidate {
-            name: &m.name,
-            price_in: m.price_in_per_mtok,
-            price_out: m.price_out_per_mtok,
-            size_b: m.size_b,
-        })
-        .collect()
-}
-
-fn outcomes(calls: &[RoutedCall]) -> Vec<Outcome<'_>> {
-    calls.iter().map(|c| Outcome { reply: &c.reply, failed: c.error.is_some() }).collect()
-}
+switchyard_plugin_sdk::pool_views!();
 
 /// Reads `max-escalations`: `None` means unlimited.
 fn max_escalations(settings: &[Setting]) -> Result<Option<usize>, PluginError> {

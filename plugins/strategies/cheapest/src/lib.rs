@@ -21,23 +21,9 @@
 wit_bindgen::generate!({ world: "strategy", path: "../../../wit" });
 
 use switchyard::plugin::types::{ErrorKind, ModelDescriptor, Route, RoutedCall};
-use switchyard_plugin_sdk::pool::{self, Candidate, Decision, Outcome};
+use switchyard_plugin_sdk::pool::{self, Candidate, Decision};
 
-/// The pool as the shared helpers see it.
-fn candidates(pool: &[ModelDescriptor]) -> Vec<Candidate<'_>> {
-    pool.iter()
-        .map(|m| Candidate {
-            name: &m.name,
-            price_in: m.price_in_per_mtok,
-            price_out: m.price_out_per_mtok,
-            size_b: m.size_b,
-        })
-        .collect()
-}
-
-fn outcomes(calls: &[RoutedCall]) -> Vec<Outcome<'_>> {
-    calls.iter().map(|c| Outcome { reply: &c.reply, failed: c.error.is_some() }).collect()
-}
+switchyard_plugin_sdk::pool_views!();
 
 /// The strategy's decision for `state`; see the module docs.
 pub fn decide_cheapest(state: &RoutingState, settings: &[Setting]) -> Result<Action, PluginError> {

@@ -17,21 +17,12 @@
 wit_bindgen::generate!({ world: "strategy", path: "../../../wit" });
 
 use switchyard::plugin::types::{ErrorKind, ModelDescriptor, Route, RoutedCall};
-use switchyard_plugin_sdk::pool::{self, Candidate, Decision, Outcome};
+use switchyard_plugin_sdk::pool::{self, Decision};
 use switchyard_plugin_sdk::settings::Settings;
 
 const MODEL: &str = "model";
 
-fn candidates(pool: &[ModelDescriptor]) -> Vec<Candidate<'_>> {
-    pool.iter()
-        .map(|m| Candidate {
-            name: &m.name,
-            price_in: m.price_in_per_mtok,
-            price_out: m.price_out_per_mtok,
-            size_b: m.size_b,
-        })
-        .collect()
-}
+switchyard_plugin_sdk::pool_views!();
 
 fn error(kind: ErrorKind, message: String) -> PluginError {
     PluginError { kind, message: format!("fixed: {message}") }
@@ -44,14 +35,7 @@ fn position(settings: &[Setting], pool_len: usize) -> Result<usize, PluginError>
         let unknown = pairs.iter().any(|(n, _)| *n != MODEL);
         error(if unknown { ErrorKind::Unsupported } else { ErrorKind::InvalidInput }, m)
     })?;
-    let value = parsed.get_or(MODEL, 0.0);
-    if !(value >= 0.0 && value.fract() == 0.0) {
-        return Err(error(
-            ErrorKind::InvalidInput,
-            format!("setting `{MODEL}` must be a whole number >= 0, got {value}"),
-        ));
-    }
-    let i = value as usize;
+    let i = parsed.whole_number_or(MODEL, 0).map_err(|m| error(ErrorKind::InvalidInput, m))? as usize;
     if i >= pool_len {
         return Err(error(
             ErrorKind::InvalidInput,
@@ -62,12 +46,10 @@ fn position(settings: &[Setting], pool_len: usize) -> Result<usize, PluginError>
 }
 
 pub fn decide_fixed(state: &RoutingState, settings: &[Setting]) -> Result<Action, PluginError> {
-    let calls: Vec<Outcome> =
-        state.calls.iter().map(|c: &RoutedCall| Outcome { reply: &c.reply, failed: c.error.is_some() }).collect();
-    let pool_candidates = candidates(&state.pool);
-    pool::validate(&pool_candidates).map_err(|m| error(ErrorKind::InvalidInput, m))?;
+    // A position past the end is a configuration error, not a silent "I don't know".
     let chosen = position(settings, state.pool.len())?;
-    match pool::single_round(&pool_candidates, &calls, state.turn, state.max_turns, |_| Some(chosen)) {
+    let calls = outcomes(&state.calls);
+    match pool::single_round(&candidates(&state.pool), &calls, state.turn, state.max_turns, |_| Some(chosen)) {
         Ok(Decision::Route(i)) => {
             Ok(Action::Route(Route { model: state.pool[i].name.clone(), query: state.question.clone() }))
         }

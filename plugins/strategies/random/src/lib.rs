@@ -15,21 +15,12 @@
 wit_bindgen::generate!({ world: "strategy", path: "../../../wit" });
 
 use switchyard::plugin::types::{ErrorKind, ModelDescriptor, Route, RoutedCall};
-use switchyard_plugin_sdk::pool::{self, Candidate, Decision, Outcome};
+use switchyard_plugin_sdk::pool::{self, Candidate, Decision};
 use switchyard_plugin_sdk::settings::Settings;
 
 const SEED: &str = "seed";
 
-fn candidates(pool: &[ModelDescriptor]) -> Vec<Candidate<'_>> {
-    pool.iter()
-        .map(|m| Candidate {
-            name: &m.name,
-            price_in: m.price_in_per_mtok,
-            price_out: m.price_out_per_mtok,
-            size_b: m.size_b,
-        })
-        .collect()
-}
+switchyard_plugin_sdk::pool_views!();
 
 fn error(kind: ErrorKind, message: String) -> PluginError {
     PluginError { kind, message: format!("random: {message}") }
@@ -41,14 +32,7 @@ fn seed(settings: &[Setting]) -> Result<u64, PluginError> {
         let unknown = pairs.iter().any(|(n, _)| *n != SEED);
         error(if unknown { ErrorKind::Unsupported } else { ErrorKind::InvalidInput }, m)
     })?;
-    let value = parsed.get_or(SEED, 0.0);
-    if !(value >= 0.0 && value.fract() == 0.0) {
-        return Err(error(
-            ErrorKind::InvalidInput,
-            format!("setting `{SEED}` must be a whole number >= 0, got {value}"),
-        ));
-    }
-    Ok(value as u64)
+    parsed.whole_number_or(SEED, 0).map_err(|m| error(ErrorKind::InvalidInput, m))
 }
 
 /// FNV-1a over the question, mixed with the seed by splitmix64's finaliser.
@@ -66,8 +50,7 @@ fn draw(question: &str, seed: u64, n: usize) -> usize {
 
 pub fn decide_random(state: &RoutingState, settings: &[Setting]) -> Result<Action, PluginError> {
     let seed = seed(settings)?;
-    let calls: Vec<Outcome> =
-        state.calls.iter().map(|c: &RoutedCall| Outcome { reply: &c.reply, failed: c.error.is_some() }).collect();
+    let calls = outcomes(&state.calls);
     let choose = |pool: &[Candidate]| Some(draw(&state.question, seed, pool.len()));
     match pool::single_round(&candidates(&state.pool), &calls, state.turn, state.max_turns, choose) {
         Ok(Decision::Route(i)) => {
