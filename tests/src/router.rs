@@ -105,7 +105,7 @@ fn build_in(dir: tempfile::TempDir, seed: i64, layer_scale: f64, config: fn(i64)
         let _rng = TORCH_RNG.lock().unwrap_or_else(|e| e.into_inner());
         tch::manual_seed(seed);
         let model = Transformer::new(config(tokenizer.vocab_size() as i64), tch::Device::Cpu).unwrap();
-        perturb(&model, layer_scale);
+        switchyard_train::model::perturb(&model, layer_scale);
         model
     };
     switchyard_train::checkpoint::write_model_dir(&source, &model, &tokenizer).expect("the model directory is written");
@@ -143,29 +143,6 @@ fn process_dir(name: &str) -> tempfile::TempDir {
         }
     }
     tempfile::Builder::new().prefix(&format!("router-process-{}-{name}-", std::process::id())).tempdir_in(base).unwrap()
-}
-
-/// Move the weights off their initial values: norm scales around 1, biases around 0, an
-/// embedding (tied to the LM head) of unit scale so logits are O(1), projections scaled by
-/// `layer_scale`.
-fn perturb(model: &Transformer, layer_scale: f64) {
-    let mut vars: Vec<_> = model.vs.variables().into_iter().collect();
-    // Sorted, so the random draws do not depend on HashMap order.
-    vars.sort_by(|a, b| a.0.cmp(&b.0));
-    tch::no_grad(|| {
-        for (name, var) in &mut vars {
-            let noise = var.randn_like();
-            if name.ends_with("norm.weight") {
-                var.copy_(&(noise * 0.2 + 1.0));
-            } else if name.ends_with(".bias") {
-                var.copy_(&(noise * 0.1));
-            } else if name == "model.embed_tokens.weight" {
-                var.copy_(&noise);
-            } else if name.ends_with("proj.weight") {
-                var.copy_(&(&*var * layer_scale));
-            }
-        }
-    });
 }
 
 /// The `switchyard` binary next to this test binary (`target/<profile>/switchyard`).

@@ -475,6 +475,30 @@ impl Transformer {
     }
 }
 
+/// Move freshly initialised weights off their initial values with the current torch seed, for
+/// fixtures and benchmarks: norm scales around 1, biases around 0, a unit-scale embedding (tied
+/// to the LM head, so logits are O(1)), projections scaled by `layer_scale`. A parity test on
+/// such weights cannot pass by an op that a default initialisation would make a no-op.
+pub fn perturb(model: &Transformer, layer_scale: f64) {
+    let mut vars: Vec<_> = model.vs.variables().into_iter().collect();
+    // Sorted, so the random draws do not depend on HashMap order.
+    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    tch::no_grad(|| {
+        for (name, var) in &mut vars {
+            let noise = var.randn_like();
+            if name.ends_with("norm.weight") {
+                var.copy_(&(noise * 0.2 + 1.0));
+            } else if name.ends_with(".bias") {
+                var.copy_(&(noise * 0.1));
+            } else if name == "model.embed_tokens.weight" {
+                var.copy_(&noise);
+            } else if name.ends_with("proj.weight") {
+                var.copy_(&(&*var * layer_scale));
+            }
+        }
+    });
+}
+
 trait EmbeddingLookup {
     fn embedding_lookup(&self, ids: &Tensor) -> Tensor;
 }

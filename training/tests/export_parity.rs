@@ -79,21 +79,7 @@ fn llama_multi_head() -> Config {
 fn model(config: Config, seed: i64) -> Result<Transformer, Box<dyn std::error::Error>> {
     tch::manual_seed(seed);
     let model = Transformer::new(config, Device::Cpu)?;
-    let mut vars: Vec<_> = model.vs.variables().into_iter().collect();
-    // Sorted, so the random draws do not depend on HashMap order.
-    vars.sort_by(|a, b| a.0.cmp(&b.0));
-    tch::no_grad(|| {
-        for (name, var) in &mut vars {
-            let noise = var.randn_like();
-            if name.ends_with("norm.weight") {
-                var.copy_(&(noise * 0.2 + 1.0));
-            } else if name.ends_with(".bias") {
-                var.copy_(&(noise * 0.1));
-            } else if name == "model.embed_tokens.weight" {
-                var.copy_(&noise);
-            }
-        }
-    });
+    switchyard_train::model::perturb(&model, 1.0);
     Ok(model)
 }
 
