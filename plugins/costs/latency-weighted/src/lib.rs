@@ -34,12 +34,9 @@ pub fn compute(
     settings: &[Setting],
 ) -> Result<f64, PluginError> {
     let pairs: Vec<(&str, f64)> = settings.iter().map(|s| (s.name.as_str(), s.value)).collect();
-    let parsed = Settings::parse(&pairs, &[PER_SECOND]).map_err(|message| {
-        // Settings::parse reports unknown names and bad values alike; the
-        // contract gives them different kinds.
-        let kind =
-            if pairs.iter().any(|(n, _)| *n != PER_SECOND) { ErrorKind::Unsupported } else { ErrorKind::InvalidInput };
-        PluginError { kind, message: format!("latency-weighted: {message}") }
+    let parsed = Settings::parse(&pairs, &[PER_SECOND]).map_err(|e| {
+        let kind = if e.is_unknown() { ErrorKind::Unsupported } else { ErrorKind::InvalidInput };
+        PluginError { kind, message: format!("latency-weighted: {e}") }
     })?;
     let per_second = parsed.get_or(PER_SECOND, 0.0);
     if per_second < 0.0 {

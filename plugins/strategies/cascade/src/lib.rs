@@ -34,29 +34,21 @@ use switchyard_plugin_sdk::settings::Settings;
 const MAX_ESCALATIONS: &str = "max-escalations";
 
 switchyard_plugin_sdk::pool_views!();
+switchyard_plugin_sdk::plugin_errors!("cascade");
 
 /// Reads `max-escalations`: `None` means unlimited.
 fn max_escalations(settings: &[Setting]) -> Result<Option<usize>, PluginError> {
     let pairs: Vec<(&str, f64)> = settings.iter().map(|s| (s.name.as_str(), s.value)).collect();
-    let parsed = Settings::parse(&pairs, &[MAX_ESCALATIONS]).map_err(|message| {
-        // Settings::parse reports unknown names and bad values alike; the
-        // contract gives them different kinds.
-        let kind = if pairs.iter().any(|(n, _)| *n != MAX_ESCALATIONS) {
-            ErrorKind::Unsupported
-        } else {
-            ErrorKind::InvalidInput
-        };
-        PluginError { kind, message: format!("cascade: {message}") }
-    })?;
+    let parsed = Settings::parse(&pairs, &[MAX_ESCALATIONS]).map_err(settings_error)?;
     let value = parsed.get_or(MAX_ESCALATIONS, f64::INFINITY);
     if value.is_infinite() {
         return Ok(None);
     }
     if !(value >= 0.0 && value.fract() == 0.0) {
-        return Err(PluginError {
-            kind: ErrorKind::InvalidInput,
-            message: format!("cascade: setting `{MAX_ESCALATIONS}` must be a whole number >= 0, got {value}"),
-        });
+        return Err(error(
+            ErrorKind::InvalidInput,
+            format!("setting `{MAX_ESCALATIONS}` must be a whole number >= 0, got {value}"),
+        ));
     }
     // Float-to-int casts saturate, so a huge value just means "unlimited".
     Ok(Some(value as usize))
@@ -72,8 +64,7 @@ fn called(model: &ModelDescriptor, call: &RoutedCall) -> bool {
 pub fn decide_cascade(state: &RoutingState, settings: &[Setting]) -> Result<Action, PluginError> {
     let max_escalations = max_escalations(settings)?;
     let pool = candidates(&state.pool);
-    pool::validate(&pool)
-        .map_err(|e| PluginError { kind: ErrorKind::InvalidInput, message: format!("cascade: {e}") })?;
+    pool::validate(&pool).map_err(|e| error(ErrorKind::InvalidInput, e))?;
     let can_route = state.turn.saturating_add(1) < state.max_turns;
     let route_to = |i: usize| Action::Route(Route { model: state.pool[i].name.clone(), query: state.question.clone() });
     let order = pool::cheapest_first(&pool);

@@ -24,18 +24,13 @@ const MODEL: &str = "model";
 
 switchyard_plugin_sdk::pool_views!();
 
-fn error(kind: ErrorKind, message: String) -> PluginError {
-    PluginError { kind, message: format!("fixed: {message}") }
-}
+switchyard_plugin_sdk::plugin_errors!("fixed");
 
 /// The pool position the settings name.
 fn position(settings: &[Setting], pool_len: usize) -> Result<usize, PluginError> {
     let pairs: Vec<(&str, f64)> = settings.iter().map(|s| (s.name.as_str(), s.value)).collect();
-    let parsed = Settings::parse(&pairs, &[MODEL]).map_err(|m| {
-        let unknown = pairs.iter().any(|(n, _)| *n != MODEL);
-        error(if unknown { ErrorKind::Unsupported } else { ErrorKind::InvalidInput }, m)
-    })?;
-    let i = parsed.whole_number_or(MODEL, 0).map_err(|m| error(ErrorKind::InvalidInput, m))? as usize;
+    let parsed = Settings::parse(&pairs, &[MODEL]).map_err(settings_error)?;
+    let i = parsed.whole_number_or(MODEL, 0).map_err(settings_error)? as usize;
     if i >= pool_len {
         return Err(error(
             ErrorKind::InvalidInput,

@@ -22,17 +22,12 @@ const SEED: &str = "seed";
 
 switchyard_plugin_sdk::pool_views!();
 
-fn error(kind: ErrorKind, message: String) -> PluginError {
-    PluginError { kind, message: format!("random: {message}") }
-}
+switchyard_plugin_sdk::plugin_errors!("random");
 
 fn seed(settings: &[Setting]) -> Result<u64, PluginError> {
     let pairs: Vec<(&str, f64)> = settings.iter().map(|s| (s.name.as_str(), s.value)).collect();
-    let parsed = Settings::parse(&pairs, &[SEED]).map_err(|m| {
-        let unknown = pairs.iter().any(|(n, _)| *n != SEED);
-        error(if unknown { ErrorKind::Unsupported } else { ErrorKind::InvalidInput }, m)
-    })?;
-    parsed.whole_number_or(SEED, 0).map_err(|m| error(ErrorKind::InvalidInput, m))
+    let parsed = Settings::parse(&pairs, &[SEED]).map_err(settings_error)?;
+    parsed.whole_number_or(SEED, 0).map_err(settings_error)
 }
 
 /// FNV-1a over the question, mixed with the seed by splitmix64's finaliser.
