@@ -139,6 +139,11 @@ pub struct PolicyConfig {
     pub strategy: Option<String>,
     #[serde(default)]
     pub settings: BTreeMap<String, f64>,
+    /// A parameter file for a learned strategy (e.g. the `learned` KNN/MLP router, written by
+    /// `switchyard learned train`), relative to the config file. With it the component is
+    /// loaded as a `learned-strategy`; the file is read once, at load.
+    #[serde(default)]
+    pub parameters: Option<PathBuf>,
     /// A trained router: a model directory (model.onnx, tokenizer.json, tokenizer_config.json,
     /// generation_config.json), relative to the config file.
     #[serde(default)]
@@ -192,6 +197,7 @@ impl PolicyConfig {
             name: name.to_string(),
             strategy: None,
             settings: BTreeMap::new(),
+            parameters: None,
             onnx: None,
             device: None,
             temperature: None,
@@ -476,6 +482,12 @@ impl Config {
                 if let Some((name, _)) = onnx_only.iter().find(|(_, set)| *set) {
                     return Err(self.err(field(name), "applies to `onnx` policies only, not to a strategy"));
                 }
+                if let Some(parameters) = &p.parameters {
+                    let path = self.relative_path(parameters);
+                    if !path.is_file() {
+                        return Err(self.err(field("parameters"), format!("{} is not a file", path.display())));
+                    }
+                }
                 return self.check_component(&field("strategy"), strategy);
             }
             (None, Some(dir)) => dir,
@@ -491,6 +503,9 @@ impl Config {
         };
         if !p.settings.is_empty() {
             return Err(self.err(field("settings"), "applies to strategy policies only; an `onnx` policy has none"));
+        }
+        if p.parameters.is_some() {
+            return Err(self.err(field("parameters"), "applies to strategy policies only; an `onnx` policy has none"));
         }
         let path = self.relative_path(dir);
         if !path.join("model.onnx").is_file() {

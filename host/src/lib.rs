@@ -16,6 +16,7 @@ pub mod cli;
 pub mod config;
 pub mod engine;
 pub mod eval;
+pub mod learned;
 pub mod plugin;
 pub mod policy;
 pub mod server;

@@ -523,8 +523,14 @@ async fn the_embedded_default_serves_a_shipped_router() {
     assert_eq!(body["switchyard"]["trajectory"]["segments"][0]["author"], "router", "{body}");
     let stderr = stderr_of(child);
     assert!(stderr.contains("serving the trained router switchyard/router-r1 from"), "{stderr}");
-    // cheapest, largest, cascade, random, one `only/<model>` per pool model (6), teacher, router.
-    assert!(stderr.contains("12 policies"), "strategies, baselines, teacher and router: {stderr}");
+    // cheapest, largest, cascade, random, one `only/<model>` per pool model (6), teacher, router,
+    // and the learned routers the checkout ships (found above the binary).
+    let learned = ["knn", "mlp"]
+        .iter()
+        .filter(|k| switchyard_tests::repo_root().join(format!("models/learned/{k}.safetensors")).is_file())
+        .count();
+    let expected = format!("{} policies", 12 + learned);
+    assert!(stderr.contains(&expected), "strategies, baselines, teacher and router: {expected}? {stderr}");
 
     // Without one (unless the checkout itself ships one, found above the binary).
     if !switchyard_tests::repo_root().join("models/router-r1/model.onnx").exists() {
@@ -533,6 +539,7 @@ async fn the_embedded_default_serves_a_shipped_router() {
         let models: Value = client.get(format!("http://{addr}/v1/models")).send().await.unwrap().json().await.unwrap();
         assert!(!models.to_string().contains("switchyard/router-r1"), "{models}");
         let stderr = stderr_of(child);
-        assert!(stderr.contains("no trained router") && stderr.contains("11 policies"), "{stderr}");
+        let expected = format!("{} policies", 11 + learned);
+        assert!(stderr.contains("no trained router") && stderr.contains(&expected), "{stderr}");
     }
 }

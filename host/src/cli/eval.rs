@@ -111,7 +111,20 @@ impl EvalArgs {
             }
             let comparison = eval::summary::comparison(&summaries);
             println!("{comparison}");
-            let report = format!("# Evaluation\n\n## All policies\n\n{comparison}\n## Per policy\n\n{sections}");
+            let points: Vec<eval::plot::Point> = summaries
+                .iter()
+                .map(|s| eval::plot::Point { label: s.policy.clone(), cost: s.overall.cost, accuracy: s.overall.em })
+                .collect();
+            // A missing font costs the plot, not the evaluation.
+            let plot = match eval::plot::frontier(&points, "Exact match against cost", "EM", &self.out.join("frontier"))
+            {
+                Ok(_) => "![EM against cost](frontier.svg)\n\n".to_string(),
+                Err(e) => {
+                    eprintln!("switchyard eval: no frontier plot: {e}");
+                    String::new()
+                }
+            };
+            let report = format!("# Evaluation\n\n## All policies\n\n{plot}{comparison}\n## Per policy\n\n{sections}");
             let path = self.out.join("report.md");
             std::fs::write(&path, report).with_context(|| format!("writing {}", path.display()))?;
             eprintln!("traces, summaries and report in {}", self.out.display());

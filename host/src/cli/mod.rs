@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 
 mod demo;
 mod eval;
+mod learned;
 mod plugin;
 mod policy;
 mod score;
@@ -34,6 +35,9 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Run datasets through policies and score them: traces, summaries, report.
     Eval(eval::EvalArgs),
+    /// Train the single-round learned routers (KNN, MLP) from evaluation traces.
+    #[command(subcommand)]
+    Learned(learned::LearnedCommand),
     /// Score raw trajectories (JSONL) with a reward component.
     Score(score::ScoreArgs),
     /// The simulated world: serve its models, export its questions.
@@ -49,6 +53,7 @@ impl Cli {
             Command::Demo(args) => args.run(),
             Command::Serve(args) => args.run(),
             Command::Eval(args) => args.run(),
+            Command::Learned(cmd) => cmd.run(),
             Command::Score(args) => args.run(),
             Command::Sim(cmd) => cmd.run(),
         }

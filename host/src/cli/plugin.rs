@@ -69,35 +69,56 @@ impl PluginCommand {
     }
 }
 
-/// The world a component implements, judged by its exports.
-fn detect_kind(runtime: &Runtime, path: &Path) -> anyhow::Result<(Kind, PluginInfo)> {
+/// Load `path` as `kind`, type-checking every export against the world.
+fn load_as(runtime: &Arc<Runtime>, kind: Kind, path: &Path) -> Result<(), plugin::Error> {
+    match kind {
+        Kind::Reward => Plugin::<plugin::Reward>::load(runtime, path).map(drop),
+        Kind::Cost => Plugin::<plugin::Cost>::load(runtime, path).map(drop),
+        Kind::Adapter => Plugin::<plugin::Adapter>::load(runtime, path).map(drop),
+        Kind::Strategy => Plugin::<plugin::Strategy>::load(runtime, path).map(drop),
+        Kind::LearnedStrategy => Plugin::<plugin::LearnedStrategy>::load(runtime, path).map(drop),
+    }
+}
+
+/// The world a component implements: the first whose exports it has and whose
+/// signatures it matches (`strategy` and `learned-strategy` share the export name).
+fn detect_kind(runtime: &Arc<Runtime>, path: &Path) -> anyhow::Result<(Kind, PluginInfo)> {
     let bytes = plugin::loader::read(path)?;
     let name = plugin::loader::plugin_name(path);
     let inspected = plugin::loader::inspect(runtime, &name, &bytes, Kind::Reward)?;
     let mut info = inspected.info;
-    let Some(kind) =
-        Kind::ALL.into_iter().find(|k| k.required_exports().iter().all(|e| info.exports.iter().any(|x| x == e)))
-    else {
-        bail!(
-            "plugin `{name}` implements none of the worlds reward, cost, adapter, strategy; it exports: {}",
-            if info.exports.is_empty() { "nothing".to_string() } else { info.exports.join(", ") }
-        );
-    };
-    info.kind = kind;
-    Ok((kind, info))
+    let candidates: Vec<Kind> = Kind::ALL
+        .into_iter()
+        .filter(|k| k.required_exports().iter().all(|e| info.exports.iter().any(|x| x == e)))
+        .collect();
+    let mut first_error = None;
+    for kind in &candidates {
+        match load_as(runtime, *kind, path) {
+            Ok(()) => {
+                info.kind = *kind;
+                return Ok((*kind, info));
+            }
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    if let Some(e) = first_error {
+        return Err(e.into());
+    }
+    let worlds: Vec<&str> = Kind::ALL.iter().map(|k| k.world()).collect();
+    bail!(
+        "plugin `{name}` implements none of the worlds {}; it exports: {}",
+        worlds.join(", "),
+        if info.exports.is_empty() { "nothing".to_string() } else { info.exports.join(", ") }
+    )
 }
 
 fn check(args: &CheckArgs) -> anyhow::Result<()> {
     // No disk cache, so the reported compile time is a real compile.
     let runtime = Runtime::new(RuntimeConfig { cache_dir: None, ..RuntimeConfig::default() })?;
+    // Detection loads (and so type-checks) the component as its world.
     let (kind, info) = detect_kind(&runtime, &args.file)?;
-    // Type-check every export against the world by loading it for real.
-    match kind {
-        Kind::Reward => Plugin::<plugin::Reward>::load(&runtime, &args.file).map(drop),
-        Kind::Cost => Plugin::<plugin::Cost>::load(&runtime, &args.file).map(drop),
-        Kind::Adapter => Plugin::<plugin::Adapter>::load(&runtime, &args.file).map(drop),
-        Kind::Strategy => Plugin::<plugin::Strategy>::load(&runtime, &args.file).map(drop),
-    }?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&info)?);
     } else {
@@ -179,6 +200,16 @@ struct StrategyCall {
     settings: Vec<Setting>,
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LearnedStrategyCall {
+    state: RoutingState,
+    /// The parameter file, relative to the working directory.
+    parameters: PathBuf,
+    #[serde(default)]
+    settings: Vec<Setting>,
+}
+
 fn call(args: &CallArgs) -> anyhow::Result<()> {
     let runtime = Runtime::with_defaults()?;
     let (kind, _) = detect_kind(&runtime, &args.file)?;
@@ -230,6 +261,13 @@ fn run_call(
             let c: StrategyCall = serde_json::from_value(input).map_err(shape)?;
             let p = Plugin::<plugin::Strategy>::load(runtime, file)?;
             serde_json::to_value(p.decide(&c.state, &c.settings)?)?
+        }
+        Kind::LearnedStrategy => {
+            let c: LearnedStrategyCall = serde_json::from_value(input).map_err(shape)?;
+            let parameters =
+                std::fs::read(&c.parameters).with_context(|| format!("reading {}", c.parameters.display()))?;
+            let p = Plugin::<plugin::LearnedStrategy>::load(runtime, file)?;
+            serde_json::to_value(p.decide(&c.state, &parameters, &c.settings)?)?
         }
     })
 }

@@ -64,6 +64,19 @@ pub(super) async fn embedded_snapshot(runtime: &std::sync::Arc<Runtime>) -> anyh
     if let Some(router) = trained_router() {
         snapshot.policies.insert(embedded::ROUTER_POLICY.into(), router);
     }
+    // Shipped learned routers, like the trained router: served when present and sound,
+    // reported and left out otherwise.
+    for (name, relative) in embedded::LEARNED_ROUTERS {
+        let Some(file) = embedded::find_learned(relative) else { continue };
+        let mut entry = crate::config::PolicyConfig::strategy(name, "learned");
+        entry.parameters = Some(file.clone());
+        match crate::server::snapshot::strategy_policy(&snapshot.config, &entry, "learned", runtime, &snapshot.pool) {
+            Ok(policy) => {
+                snapshot.policies.insert(name.into(), std::sync::Arc::new(policy));
+            }
+            Err(e) => eprintln!("switchyard: not serving {name} ({}): {e:#}", file.display()),
+        }
+    }
     Ok(snapshot)
 }
 

@@ -9,5 +9,5 @@ pub mod policy;
 pub mod protocol;
 pub mod run;
 
-pub use policy::{Episode, Policy, PolicyError, ScriptedPolicy, StrategyPolicy};
+pub use policy::{Decider, Episode, Policy, PolicyError, ScriptedPolicy, StrategyPolicy};
 pub use run::{StopReason, Trace, run};

@@ -8,8 +8,10 @@
 
 use futures_util::future::BoxFuture;
 
+use std::sync::Arc;
+
 use crate::plugin::types::{Action, ModelDescriptor, RoutedCall, RoutingState, Segment, Setting};
-use crate::plugin::{Plugin, Strategy};
+use crate::plugin::{LearnedStrategy, Plugin, Strategy};
 
 /// Everything a policy may look at when writing its next turn.
 #[derive(Clone, Debug)]
@@ -43,24 +45,59 @@ pub trait Policy: Send + Sync {
     fn next_turn<'a>(&'a self, episode: &'a Episode) -> BoxFuture<'a, Result<String, PolicyError>>;
 }
 
+/// The component behind a strategy policy.
+#[derive(Clone)]
+pub enum Decider {
+    Plain(Plugin<Strategy>),
+    /// A learned strategy and the bytes of its parameter file (read once, shared).
+    Learned {
+        plugin: Plugin<LearnedStrategy>,
+        parameters: Arc<[u8]>,
+    },
+}
+
+impl Decider {
+    fn name(&self) -> &str {
+        match self {
+            Decider::Plain(p) => p.name(),
+            Decider::Learned { plugin, .. } => plugin.name(),
+        }
+    }
+
+    fn decide(&self, state: &RoutingState, settings: &[Setting]) -> Result<Action, crate::plugin::Error> {
+        match self {
+            Decider::Plain(p) => p.decide(state, settings),
+            Decider::Learned { plugin, parameters } => plugin.decide(state, parameters, settings),
+        }
+    }
+
+    /// One decision on a placeholder question over `pool`, to surface bad settings or
+    /// parameters when a configuration loads.
+    pub fn probe(&self, pool: &[ModelDescriptor], settings: &[Setting]) -> Result<Action, crate::plugin::Error> {
+        let state = RoutingState {
+            question: "Which model should answer this?".into(),
+            pool: pool.to_vec(),
+            calls: vec![],
+            turn: 0,
+            max_turns: 2,
+        };
+        self.decide(&state, settings)
+    }
+}
+
 /// A strategy component as a policy.
 pub struct StrategyPolicy {
     name: String,
-    strategy: Plugin<Strategy>,
+    strategy: Decider,
     settings: Vec<Setting>,
 }
 
 impl StrategyPolicy {
-    pub fn new(name: impl Into<String>, strategy: Plugin<Strategy>, settings: Vec<Setting>) -> Self {
-        StrategyPolicy { name: name.into(), strategy, settings }
+    pub fn new(name: impl Into<String>, strategy: impl Into<Decider>, settings: Vec<Setting>) -> Self {
+        StrategyPolicy { name: name.into(), strategy: strategy.into(), settings }
     }
 
-    fn decide(
-        strategy: &Plugin<Strategy>,
-        settings: &[Setting],
-        name: &str,
-        episode: &Episode,
-    ) -> Result<String, PolicyError> {
+    fn decide(strategy: &Decider, settings: &[Setting], name: &str, episode: &Episode) -> Result<String, PolicyError> {
         let error = |message: String| PolicyError { policy: name.to_string(), message };
         let state = RoutingState {
             question: episode.question.clone(),
@@ -88,6 +125,12 @@ impl StrategyPolicy {
                 format!("<think>Strategy {plugin} answers.</think>\n<answer>{}</answer>", one_line(&answer))
             }
         })
+    }
+}
+
+impl From<Plugin<Strategy>> for Decider {
+    fn from(p: Plugin<Strategy>) -> Self {
+        Decider::Plain(p)
     }
 }
 

@@ -3,6 +3,7 @@
 //! use), per-question traces and summaries. `switchyard eval` drives it.
 
 pub mod dataset;
+pub mod plot;
 pub mod record;
 pub mod runner;
 pub mod summary;

@@ -17,10 +17,12 @@ pub enum Kind {
     Cost,
     Adapter,
     Strategy,
+    /// A strategy with a parameter file (the learned single-round routers).
+    LearnedStrategy,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 4] = [Kind::Reward, Kind::Cost, Kind::Adapter, Kind::Strategy];
+    pub const ALL: [Kind; 5] = [Kind::Reward, Kind::Cost, Kind::Adapter, Kind::Strategy, Kind::LearnedStrategy];
 
     /// The WIT world name.
     pub fn world(self) -> &'static str {
@@ -29,6 +31,7 @@ impl Kind {
             Kind::Cost => "cost",
             Kind::Adapter => "adapter",
             Kind::Strategy => "strategy",
+            Kind::LearnedStrategy => "learned-strategy",
         }
     }
 
@@ -38,7 +41,8 @@ impl Kind {
             Kind::Reward => &["score", "score-batch"],
             Kind::Cost => &["cost"],
             Kind::Adapter => &["auth", "build-request", "parse-response", "parse-stream-event"],
-            Kind::Strategy => &["decide"],
+            // Same export name as `strategy`: the signature tells them apart at link time.
+            Kind::Strategy | Kind::LearnedStrategy => &["decide"],
         }
     }
 }
@@ -63,7 +67,8 @@ pub struct Limits {
 
 impl Limits {
     /// Defaults per kind: rewards may score a batch; costs are arithmetic;
-    /// adapters parse provider bodies (up to a few MiB); strategies decide.
+    /// adapters parse provider bodies (up to a few MiB); strategies decide;
+    /// learned strategies also decode their parameter file (a few MiB) per call.
     pub fn default_for(kind: Kind) -> Limits {
         const MIB: usize = 1 << 20;
         match kind {
@@ -76,6 +81,9 @@ impl Limits {
             }
             Kind::Strategy => {
                 Limits { deadline: Duration::from_millis(100), memory_bytes: 32 * MIB, output_bytes: 64 * 1024 }
+            }
+            Kind::LearnedStrategy => {
+                Limits { deadline: Duration::from_millis(250), memory_bytes: 128 * MIB, output_bytes: 64 * 1024 }
             }
         }
     }

@@ -1,5 +1,5 @@
 //! The plugin runtime: WebAssembly components implementing the worlds of
-//! `wit/` (`reward`, `cost`, `adapter`, `strategy`), run sandboxed.
+//! `wit/` (`reward`, `cost`, `adapter`, `strategy`, `learned-strategy`), run sandboxed.
 //!
 //! Data flow: [`Runtime`] (one engine, epoch ticker, compile cache) ->
 //! [`Plugin<W>`] (a component checked against world `W` and
@@ -26,4 +26,4 @@ pub use limits::{Kind, Limits};
 pub use loader::PluginInfo;
 pub use runtime::{Runtime, RuntimeConfig};
 pub use sandbox::Warm;
-pub use world::{Adapter, Cost, Plugin, Reward, Strategy, World};
+pub use world::{Adapter, Cost, LearnedStrategy, Plugin, Reward, Strategy, World};

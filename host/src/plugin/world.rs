@@ -1,5 +1,5 @@
 //! Typed plugin handles, one per world: `Plugin<Reward>`, `Plugin<Cost>`,
-//! `Plugin<Adapter>`, `Plugin<Strategy>`. A handle is a pre-instantiated
+//! `Plugin<Adapter>`, `Plugin<Strategy>`, `Plugin<LearnedStrategy>`. A handle is a pre-instantiated
 //! component; every call gets a fresh store (see `sandbox`). Handles are
 //! cheap to clone and safe to share between threads.
 
@@ -9,7 +9,7 @@ use std::sync::Arc;
 use wasmtime::Store;
 use wasmtime::component::InstancePre;
 
-use super::bindings::v0_1_0::{adapter, cost, reward, strategy};
+use super::bindings::v0_1_0::{adapter, cost, learned_strategy, reward, strategy};
 use super::error::Error;
 use super::limits::{Kind, StoreState};
 use super::loader::{self, PluginInfo};
@@ -50,6 +50,7 @@ world!(Reward, Kind::Reward, reward::RewardPre, Reward);
 world!(Cost, Kind::Cost, cost::CostPre, Cost);
 world!(Adapter, Kind::Adapter, adapter::AdapterPre, Adapter);
 world!(Strategy, Kind::Strategy, strategy::StrategyPre, Strategy);
+world!(LearnedStrategy, Kind::LearnedStrategy, learned_strategy::LearnedStrategyPre, LearnedStrategy);
 
 /// A loaded plugin of world `W`.
 pub struct Plugin<W: World> {
@@ -180,5 +181,12 @@ impl Warm<adapter::Adapter> {
 impl Plugin<Strategy> {
     pub fn decide(&self, state: &RoutingState, settings: &[Setting]) -> Result<Action, Error> {
         self.call(|i, s| i.call_decide(s, state, settings))
+    }
+}
+
+impl Plugin<LearnedStrategy> {
+    /// Decide with `parameters`, the bytes of the policy's parameter file.
+    pub fn decide(&self, state: &RoutingState, parameters: &[u8], settings: &[Setting]) -> Result<Action, Error> {
+        self.call(|i, s| i.call_decide(s, state, parameters, settings))
     }
 }

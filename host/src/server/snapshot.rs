@@ -11,10 +11,10 @@ use std::sync::Arc;
 use anyhow::Context;
 
 use crate::backend::Pool;
-use crate::config::{Config, PolicyKind};
-use crate::engine::{Policy, StrategyPolicy};
+use crate::config::{Config, PolicyConfig, PolicyKind};
+use crate::engine::{Decider, Policy, StrategyPolicy};
 use crate::plugin::types::Setting;
-use crate::plugin::{Plugin, Reward, Runtime, Strategy};
+use crate::plugin::{LearnedStrategy, Plugin, Reward, Runtime, Strategy};
 use crate::policy::OnnxPolicy;
 
 pub struct Snapshot {
@@ -44,11 +44,7 @@ impl Snapshot {
             let context = || format!("{file}: policy `{}`", p.name);
             let policy: Arc<dyn Policy> = match p.kind() {
                 PolicyKind::Strategy(strategy) => {
-                    let strategy =
-                        Plugin::<Strategy>::load(runtime, &config.component_path(strategy)).with_context(context)?;
-                    let settings =
-                        p.settings.iter().map(|(name, value)| Setting { name: name.clone(), value: *value }).collect();
-                    Arc::new(StrategyPolicy::new(p.name.clone(), strategy, settings))
+                    Arc::new(strategy_policy(&config, p, strategy, runtime, &pool).with_context(context)?)
                 }
                 PolicyKind::Onnx(dir) => {
                     let options = config.router_options(p)?;
@@ -69,4 +65,32 @@ impl Snapshot {
         let admin_key = std::env::var(&config.server.admin_key_env).ok().filter(|k| !k.is_empty());
         Ok(Snapshot { config, pool, policies, reward, api_keys, admin_key })
     }
+}
+
+/// A strategy policy from its configuration entry. With `parameters` the component is
+/// loaded as a learned strategy, its parameter file read once and probed with one decision
+/// over `pool`, so a bad file or one for another pool fails at load, not on a request.
+pub fn strategy_policy(
+    config: &Config,
+    p: &PolicyConfig,
+    strategy: &str,
+    runtime: &Arc<Runtime>,
+    pool: &Pool,
+) -> anyhow::Result<StrategyPolicy> {
+    let component = config.component_path(strategy);
+    let settings: Vec<Setting> =
+        p.settings.iter().map(|(name, value)| Setting { name: name.clone(), value: *value }).collect();
+    let decider = match &p.parameters {
+        None => Decider::Plain(Plugin::<Strategy>::load(runtime, &component)?),
+        Some(file) => {
+            let file = config.relative_path(file);
+            let parameters =
+                std::fs::read(&file).with_context(|| format!("reading the parameters {}", file.display()))?;
+            let plugin = Plugin::<LearnedStrategy>::load(runtime, &component)?;
+            let decider = Decider::Learned { plugin, parameters: parameters.into() };
+            decider.probe(&pool.descriptors(), &settings).with_context(|| format!("parameters {}", file.display()))?;
+            decider
+        }
+    };
+    Ok(StrategyPolicy::new(p.name.clone(), decider, settings))
 }

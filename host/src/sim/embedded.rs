@@ -2,7 +2,9 @@
 //! simulated pool in-process on a loopback port and serves routing over it,
 //! so a new user can ask a question with no API keys and no setup beyond
 //! the build. When a trained router has been shipped into `models/router-r1/`
-//! it is served too, as `switchyard/router-r1`.
+//! it is served too, as `switchyard/router-r1`, and so are the learned
+//! single-round routers shipped in `models/learned/` (`switchyard/knn`,
+//! `switchyard/mlp`).
 
 use std::path::{Path, PathBuf};
 
@@ -33,18 +35,34 @@ pub const ROUTER_DIR: &str = "models/router-r1";
 /// The name the embedded default serves the trained router under.
 pub const ROUTER_POLICY: &str = "switchyard/router-r1";
 
-/// The trained router's model directory (`./models/router-r1`, or next to the binary's
-/// checkout), or the places looked at when there is none.
-pub fn find_router_dir() -> Result<PathBuf, Vec<PathBuf>> {
-    let mut candidates = vec![std::path::absolute(ROUTER_DIR).unwrap_or_else(|_| PathBuf::from(ROUTER_DIR))];
+/// The learned single-round routers the embedded default serves when shipped: policy name
+/// and parameter file (relative like [`ROUTER_DIR`]).
+pub const LEARNED_ROUTERS: [(&str, &str); 2] =
+    [("switchyard/knn", "models/learned/knn.safetensors"), ("switchyard/mlp", "models/learned/mlp.safetensors")];
+
+/// `relative` in the working directory, or in a folder above the binary, where `present`
+/// holds; else the places looked at.
+fn find_shipped(relative: &str, present: impl Fn(&Path) -> bool) -> Result<PathBuf, Vec<PathBuf>> {
+    let mut candidates = vec![std::path::absolute(relative).unwrap_or_else(|_| PathBuf::from(relative))];
     if let Ok(exe) = std::env::current_exe() {
-        candidates.extend(exe.ancestors().skip(1).map(|a| a.join(ROUTER_DIR)));
+        candidates.extend(exe.ancestors().skip(1).map(|a| a.join(relative)));
     }
     candidates.dedup();
-    match candidates.iter().find(|c| c.join(crate::policy::model_dir::MODEL_FILE).is_file()) {
+    match candidates.iter().find(|c| present(c)) {
         Some(found) => Ok(found.clone()),
         None => Err(candidates),
     }
+}
+
+/// The trained router's model directory (`./models/router-r1`, or next to the binary's
+/// checkout), or the places looked at when there is none.
+pub fn find_router_dir() -> Result<PathBuf, Vec<PathBuf>> {
+    find_shipped(ROUTER_DIR, |c| c.join(crate::policy::model_dir::MODEL_FILE).is_file())
+}
+
+/// A shipped learned router's parameter file (see [`LEARNED_ROUTERS`]), if there is one.
+pub fn find_learned(relative: &str) -> Option<PathBuf> {
+    find_shipped(relative, Path::is_file).ok()
 }
 
 /// Start the simulated pool and return a validated config routing over it.

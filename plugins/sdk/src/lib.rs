@@ -5,6 +5,7 @@
 extern crate alloc;
 
 pub mod http;
+pub mod learned;
 pub mod normalize;
 pub mod pool;
 pub mod settings;

@@ -32,6 +32,14 @@ pub mod adapter {
     });
 }
 
+pub mod learned_strategy {
+    wasmtime::component::bindgen!({
+        world: "learned-strategy",
+        path: "../wit",
+        with: { "switchyard:plugin/types": crate::plugin::types },
+    });
+}
+
 pub mod strategy {
     wasmtime::component::bindgen!({
         world: "strategy",
