@@ -69,31 +69,9 @@ pub fn read_series(path: &Path) -> anyhow::Result<Vec<Series>> {
     Ok(series)
 }
 
-const FONT_PATHS: [&str; 3] = [
-    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
-    "/usr/share/fonts/TTF/DejaVuSans.ttf",
-    "/usr/share/fonts/dejavu/DejaVuSans.ttf",
-];
-
-fn register_font() -> anyhow::Result<()> {
-    static REGISTERED: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
-    REGISTERED
-        .get_or_init(|| {
-            let path = FONT_PATHS.iter().find(|p| Path::new(p).is_file()).ok_or_else(|| {
-                format!("no DejaVu Sans font for plot labels (looked in {FONT_PATHS:?}); install fonts-dejavu-core")
-            })?;
-            let bytes: &'static [u8] =
-                Box::leak(std::fs::read(path).map_err(|e| format!("{path}: {e}"))?.into_boxed_slice());
-            plotters::style::register_font("sans-serif", FontStyle::Normal, bytes)
-                .map_err(|_| format!("{path}: not a usable font"))
-        })
-        .clone()
-        .map_err(anyhow::Error::msg)
-}
-
 /// One PNG per metric (those present in `keys`, or all when `keys` is empty) under `out`.
 pub fn plot(metrics: &Path, out: &Path, title: &str, keys: &[&str]) -> anyhow::Result<Vec<std::path::PathBuf>> {
-    register_font()?;
+    switchyard::eval::plot::register_font()?;
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let mut written = Vec::new();
     for (name, points) in read_series(metrics)? {
