@@ -67,7 +67,7 @@ fn draw<DB: DrawingBackend>(
     let e = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
     root.fill(&WHITE).map_err(e)?;
     let micro: Vec<(f64, f64)> = points.iter().map(|p| (p.cost * 1e6, p.accuracy)).collect();
-    let x_max = micro.iter().map(|p| p.0).fold(0.0, f64::max).max(1e-3) * 1.15;
+    let x_max = micro.iter().map(|p| p.0).fold(0.0, f64::max).max(1e-3) * 1.35;
     let mut chart = ChartBuilder::on(&root)
         .caption(title, ("sans-serif", 24))
         .margin(16)
@@ -79,22 +79,18 @@ fn draw<DB: DrawingBackend>(
     let on = pareto(&micro.iter().map(|&(c, a)| (c, a)).collect::<Vec<_>>());
     let mut frontier: Vec<(f64, f64)> = micro.iter().zip(&on).filter(|(_, on)| **on).map(|(p, _)| *p).collect();
     frontier.sort_by(|a, b| a.0.total_cmp(&b.0));
-    chart.draw_series(LineSeries::new(frontier, RED.stroke_width(2))).map_err(e)?.label("Pareto frontier");
     chart
-        .draw_series(
-            micro
-                .iter()
-                .zip(&on)
-                .map(|(&(x, y), on)| Circle::new((x, y), 5, if *on { RED.filled() } else { BLUE.filled() })),
-        )
-        .map_err(e)?;
+        .draw_series(LineSeries::new(frontier, RED.stroke_width(2)))
+        .map_err(e)?
+        .label("Pareto frontier")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED.stroke_width(2)));
+    // Each point with its label just to its right.
     chart
-        .draw_series(
-            micro
-                .iter()
-                .zip(points)
-                .map(|(&(x, y), p)| Text::new(p.label.clone(), (x, y), ("sans-serif", 14).into_font())),
-        )
+        .draw_series(micro.iter().zip(&on).zip(points).map(|((&(x, y), on), p)| {
+            EmptyElement::at((x, y))
+                + Circle::new((0, 0), 5, if *on { RED.filled() } else { BLUE.filled() })
+                + Text::new(p.label.clone(), (8, -6), ("sans-serif", 14).into_font())
+        }))
         .map_err(e)?;
     chart.configure_series_labels().background_style(WHITE).border_style(BLACK).draw().map_err(e)?;
     root.present().map_err(e)?;

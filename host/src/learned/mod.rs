@@ -14,7 +14,7 @@ pub mod mlp;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use switchyard_plugin_sdk::learned::{Body, Params, features};
+use switchyard_plugin_sdk::learned::Params;
 
 use crate::eval::Record;
 
@@ -50,7 +50,7 @@ impl Labels {
     /// not a single-model run and is refused).
     pub fn from_traces(files: &[PathBuf]) -> Result<Labels, LearnedError> {
         let mut models = Vec::new();
-        let mut per_model: Vec<BTreeMap<String, (String, f32, f32)>> = Vec::new();
+        let mut per_model: Vec<Outcomes> = Vec::new();
         for path in files {
             let (model, outcomes) = read_single_model(path)?;
             if models.contains(&model) {
@@ -95,21 +95,8 @@ impl Labels {
 
     /// A KNN router: the questions' features and labels, stored whole.
     pub fn knn(&self) -> Params {
-        let mut indptr = vec![0u32];
-        let (mut indices, mut values, mut labels) = (Vec::new(), Vec::new(), Vec::new());
-        for e in &self.examples {
-            for (i, v) in features(&e.question) {
-                indices.push(i);
-                values.push(v);
-            }
-            indptr.push(indices.len() as u32);
-            labels.extend_from_slice(&e.em);
-        }
-        Params {
-            models: self.models.clone(),
-            cost: self.mean_cost(),
-            body: Body::Knn { indptr, indices, values, labels },
-        }
+        let examples = self.examples.iter().map(|e| (e.question.as_str(), e.em.as_slice()));
+        Params::knn(self.models.clone(), self.mean_cost(), examples)
     }
 
     /// Split off every `1/fold`-th example (by position) for validation.
@@ -125,8 +112,11 @@ impl Labels {
     }
 }
 
-/// The model and per-question outcomes (question, EM, cost) of one single-model traces file.
-fn read_single_model(path: &Path) -> Result<(String, BTreeMap<String, (String, f32, f32)>), LearnedError> {
+/// Per question id: the question, its exact match and its cost.
+type Outcomes = BTreeMap<String, (String, f32, f32)>;
+
+/// The model and per-question outcomes of one single-model traces file.
+fn read_single_model(path: &Path) -> Result<(String, Outcomes), LearnedError> {
     let err = |message: String| LearnedError::Traces { path: path.to_path_buf(), message };
     let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
     let mut model: Option<String> = None;
@@ -220,7 +210,9 @@ mod tests {
 
         // Two models in one file, the same model twice, and no overlap are refused.
         std::fs::write(&b, [record("1", "city q", "a", 1.0), record("2", "river q", "b", 1.0)].join("\n")).unwrap();
-        assert!(Labels::from_traces(&[b.clone()]).unwrap_err().to_string().contains("not a single-model run"));
+        assert!(
+            Labels::from_traces(std::slice::from_ref(&b)).unwrap_err().to_string().contains("not a single-model run")
+        );
         assert!(Labels::from_traces(&[a.clone(), a.clone()]).unwrap_err().to_string().contains("second traces file"));
         std::fs::write(&b, record("9", "other", "b", 1.0)).unwrap();
         assert!(Labels::from_traces(&[a, b]).unwrap_err().to_string().contains("no question has a scored record"));

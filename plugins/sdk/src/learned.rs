@@ -103,6 +103,26 @@ fn le_bytes_u32(v: &[u32]) -> Vec<u8> {
 }
 
 impl Params {
+    /// A KNN router over `examples`: each training question with every model's exact match
+    /// (in `models` order), featurised and stored whole.
+    pub fn knn<'a>(
+        models: Vec<String>,
+        cost: Vec<f32>,
+        examples: impl IntoIterator<Item = (&'a str, &'a [f32])>,
+    ) -> Params {
+        let mut indptr = vec![0u32];
+        let (mut indices, mut values, mut labels) = (Vec::new(), Vec::new(), Vec::new());
+        for (question, em) in examples {
+            for (i, v) in features(question) {
+                indices.push(i);
+                values.push(v);
+            }
+            indptr.push(indices.len() as u32);
+            labels.extend_from_slice(em);
+        }
+        Params { models, cost, body: Body::Knn { indptr, indices, values, labels } }
+    }
+
     pub fn kind(&self) -> Kind {
         match self.body {
             Body::Knn { .. } => Kind::Knn,
@@ -307,19 +327,9 @@ mod tests {
 
     fn knn() -> Params {
         // Two training questions: "city" ones go to model a, "river" ones to b.
-        let rows = [features("In which city was Ann born?"), features("How long is the Tor river?")];
-        let mut indptr = vec![0u32];
-        let (mut indices, mut values) = (vec![], vec![]);
-        for r in &rows {
-            indices.extend(r.iter().map(|(i, _)| *i));
-            values.extend(r.iter().map(|(_, v)| *v));
-            indptr.push(indices.len() as u32);
-        }
-        Params {
-            models: vec!["a".into(), "b".into()],
-            cost: vec![1e-5, 5e-5],
-            body: Body::Knn { indptr, indices, values, labels: vec![1.0, 0.0, 0.0, 1.0] },
-        }
+        let examples: [(&str, &[f32]); 2] =
+            [("In which city was Ann born?", &[1.0, 0.0]), ("How long is the Tor river?", &[0.0, 1.0])];
+        Params::knn(vec!["a".into(), "b".into()], vec![1e-5, 5e-5], examples)
     }
 
     #[test]

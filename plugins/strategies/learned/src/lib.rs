@@ -83,7 +83,7 @@ export!(Learned);
 mod tests {
     use super::*;
     use switchyard::plugin::types::Usage;
-    use switchyard_plugin_sdk::learned::{Body, FEATURE_DIM, features};
+    use switchyard_plugin_sdk::learned::{Body, FEATURE_DIM};
 
     fn model(name: &str, price: f64) -> ModelDescriptor {
         ModelDescriptor {
@@ -101,16 +101,9 @@ mod tests {
 
     /// A KNN file: "city" questions were answered by `small`, "river" ones by `big`.
     fn knn_file() -> Vec<u8> {
-        let rows = [features("In which city was Ann born?"), features("How long is the Tor river?")];
-        let mut indptr = vec![0u32];
-        let (mut indices, mut values) = (vec![], vec![]);
-        for r in &rows {
-            indices.extend(r.iter().map(|(i, _)| *i));
-            values.extend(r.iter().map(|(_, v)| *v));
-            indptr.push(indices.len() as u32);
-        }
-        let body = Body::Knn { indptr, indices, values, labels: vec![1.0, 0.0, 0.0, 1.0] };
-        Params { models: vec!["small".into(), "big".into()], cost: vec![1e-5, 9e-5], body }.to_bytes().unwrap()
+        let examples: [(&str, &[f32]); 2] =
+            [("In which city was Ann born?", &[1.0, 0.0]), ("How long is the Tor river?", &[0.0, 1.0])];
+        Params::knn(vec!["small".into(), "big".into()], vec![1e-5, 9e-5], examples).to_bytes().unwrap()
     }
 
     fn state(question: &str, calls: Vec<RoutedCall>) -> RoutingState {
