@@ -175,3 +175,13 @@ descriptor = {{ price_in_per_mtok = 0.2, price_out_per_mtok = 0.2, latency_ms = 
     let refused = failure(&train(dir.path(), "mlp", &[cascade], &dir.path().join("x.safetensors"), &[]));
     assert!(refused.contains("cascade.jsonl") && refused.contains("not a single-model run"), "{refused}");
 }
+
+#[test]
+fn plugin_check_tells_a_learned_strategy_from_a_strategy() {
+    // Both export `decide`; the signature decides the world.
+    let root = switchyard_tests::repo_root();
+    let learned = ok(&switchyard(&root, &["plugin", "check", "plugins/dist/learned.wasm"]));
+    assert!(learned.contains("world:        learned-strategy"), "{learned}");
+    let cascade = ok(&switchyard(&root, &["plugin", "check", "plugins/dist/cascade.wasm"]));
+    assert!(cascade.contains("world:        strategy "), "{cascade}");
+}
