@@ -65,6 +65,12 @@ impl TrainArgs {
     fn run(self) -> anyhow::Result<()> {
         let labels = Labels::from_traces(&self.traces)?;
         let (train, valid) = labels.split(self.validate_every);
+        anyhow::ensure!(
+            !train.examples.is_empty(),
+            "{} question(s) are too few to hold out every {}th: give more or --validate-every 0",
+            labels.examples.len(),
+            self.validate_every
+        );
         eprintln!(
             "{} questions run on all of {} models: {} to train, {} to validate",
             labels.examples.len(),

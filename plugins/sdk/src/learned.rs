@@ -262,8 +262,12 @@ impl Params {
                     .collect();
                 // Most similar first; ties by row so the choice is deterministic.
                 sims.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-                let k = k.clamp(1, sims.len());
                 let mut out = vec![0.0f32; m];
+                // A decoded file has at least one row; one built in memory may not.
+                if sims.is_empty() {
+                    return out;
+                }
+                let k = k.clamp(1, sims.len());
                 for &(_, row) in &sims[..k] {
                     for (o, l) in out.iter_mut().zip(&labels[row * m..(row + 1) * m]) {
                         *o += l / k as f32;
@@ -341,6 +345,15 @@ mod tests {
         assert_eq!(f, features("who wrote dune who wrote dune"));
         assert!(features("?!").is_empty());
         assert_ne!(features("ab c"), features("a bc"));
+    }
+
+    #[test]
+    fn an_empty_knn_predicts_nothing_rather_than_panicking() {
+        let empty = Params::knn(vec!["a".into()], vec![0.0], []);
+        assert_eq!(empty.predict(&features("q"), 10), vec![0.0]);
+        assert_eq!(empty.choose("q", &["a"], 10, 0.0), Ok(0));
+        // Such a file is refused when read back.
+        assert!(Params::from_bytes(&empty.to_bytes().unwrap()).is_err());
     }
 
     #[test]
