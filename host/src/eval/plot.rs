@@ -76,7 +76,7 @@ fn draw<DB: DrawingBackend>(
         .build_cartesian_2d(0.0..x_max, 0.0..1.0f64)
         .map_err(e)?;
     chart.configure_mesh().x_desc("cost per question (µ$)").y_desc(y_label).draw().map_err(e)?;
-    let on = pareto(&micro.iter().map(|&(c, a)| (c, a)).collect::<Vec<_>>());
+    let on = pareto(&micro);
     let mut frontier: Vec<(f64, f64)> = micro.iter().zip(&on).filter(|(_, on)| **on).map(|(p, _)| *p).collect();
     frontier.sort_by(|a, b| a.0.total_cmp(&b.0));
     chart

@@ -26,6 +26,20 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    /// The cells every report table shares: questions, EM, F1, µ$ per question, calls,
+    /// format failures (markdown, joined by ` | `).
+    pub fn cells(&self) -> String {
+        format!(
+            "{} | {:.3} | {:.3} | {:.1} | {:.2} | {:.1}%",
+            self.questions,
+            self.em,
+            self.f1,
+            self.cost * 1e6,
+            self.calls,
+            self.format_failure_rate * 100.0
+        )
+    }
+
     pub fn of<'a>(records: impl IntoIterator<Item = &'a Record>) -> Metrics {
         let (mut scored, mut errors) = (Vec::new(), 0);
         for r in records {
@@ -79,18 +93,7 @@ pub fn comparison(summaries: &[Summary]) -> String {
     out.push_str("|---|---|---|---|---|---|---|---|\n");
     for (s, on) in summaries.iter().zip(on) {
         let m = &s.overall;
-        let _ = writeln!(
-            out,
-            "| `{}` | {} | {:.3} | {:.3} | {:.1} | {:.2} | {:.1}% | {} |",
-            s.policy,
-            m.questions,
-            m.em,
-            m.f1,
-            m.cost * 1e6,
-            m.calls,
-            m.format_failure_rate * 100.0,
-            if on { "yes" } else { "" }
-        );
+        let _ = writeln!(out, "| `{}` | {} | {} |", s.policy, m.cells(), if on { "yes" } else { "" });
     }
     out
 }
@@ -133,13 +136,8 @@ impl Summary {
         let mut row = |name: &str, m: &Metrics| {
             let _ = writeln!(
                 out,
-                "| {name} | {} | {:.3} | {:.3} | {:.1} | {:.2} | {:.1}% | {} | {} | {} |",
-                m.questions,
-                m.em,
-                m.f1,
-                m.cost * 1e6,
-                m.calls,
-                m.format_failure_rate * 100.0,
+                "| {name} | {} | {} | {} | {} |",
+                m.cells(),
                 m.latency_p50_ms,
                 m.latency_p95_ms,
                 m.errors
