@@ -1,6 +1,6 @@
 //! Behaviour of supervised and RL training: losses, masks, rollouts, resume.
 
-mod common;
+use crate::common;
 
 use switchyard::engine::protocol;
 use switchyard::plugin::types::Author;

@@ -1,0 +1,13 @@
+//! The end-to-end tests, one module per subject, linked into one binary.
+
+mod compile_cache;
+mod config;
+mod engine;
+mod eval;
+mod learned;
+mod onnx_policy;
+mod openai_client;
+mod reference_plugins;
+mod sandbox;
+mod server;
+mod sim;

@@ -1,0 +1,5 @@
+//! Training and export behaviour, one module per subject, linked into one binary.
+
+mod common;
+mod export_parity;
+mod training;
