@@ -79,6 +79,8 @@ fn scores_every_question_writes_summaries_and_resumes_without_rescoring() {
     assert!(teacher["by_hops"]["2"]["calls"].as_f64().unwrap() >= 2.0, "two hops, two calls: {teacher}");
     let report = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(report.contains("| **all** | 12 |"), "{report}");
+    let used = teacher["overall"]["model_use"].as_object().unwrap();
+    assert!(!used.is_empty() && used.keys().all(|m| !HELD_OUT.contains(&m.as_str())), "training pool only: {used:?}");
 
     // Interrupt: keep 7 records, mark one of them failed, leave a torn line.
     let lines: Vec<String> = first.iter().map(|r| r.to_string()).collect();
@@ -158,6 +160,44 @@ fn chance_and_single_model_baselines_are_served_by_the_embedded_default() {
     assert!(models.len() >= 3, "16 questions spread over the pool: {models:?}");
     let alone = records(&out.join("switchyard_only_qwen2.5-7b-instruct.jsonl"));
     assert!(alone.iter().all(|r| r["models"] == serde_json::json!(["qwen2.5-7b-instruct"])), "{alone:?}");
+}
+
+/// The simulated world's held-out models (`sim::models`).
+const HELD_OUT: [&str; 2] = ["palmyra-creative-122b", "llama3-chatqa-1.5-8b"];
+
+#[test]
+fn held_out_models_join_the_pool_by_descriptor_and_the_report_shows_which_models_are_called() {
+    let dir = tempfile::tempdir().unwrap();
+    let dataset = export(dir.path());
+    let out = dir.path().join("eval");
+    let run = |extra: &[&str]| {
+        let mut args = vec!["eval", "--dataset", &dataset, "--policy", "switchyard/teacher", "--limit", "40"];
+        args.extend(["--out", out.to_str().unwrap(), "--quiet", "--held-out-models"]);
+        args.extend(extra);
+        switchyard(&args)
+    };
+    let stdout = ok(&run(&["--policy", "switchyard/only/palmyra-creative-122b"]));
+    assert!(stdout.contains("Questions calling each model"), "{stdout}");
+    let teacher: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("switchyard_teacher.summary.json")).unwrap()).unwrap();
+    let used = teacher["overall"]["model_use"].as_object().unwrap();
+    assert!(HELD_OUT.iter().any(|m| used.contains_key(*m)), "the teacher reads the new descriptors: {used:?}");
+    // Palmyra's descriptor is strong in the arts only: the teacher calls it there, if anywhere.
+    for (domain, m) in teacher["by_domain"].as_object().unwrap() {
+        if domain != "arts" {
+            assert!(m["model_use"].get("palmyra-creative-122b").is_none(), "{domain}: {m}");
+        }
+    }
+    let alone = records(&out.join("switchyard_only_palmyra-creative-122b.jsonl"));
+    assert!(alone.iter().all(|r| r["models"] == serde_json::json!(["palmyra-creative-122b"])), "{alone:?}");
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(report.contains("(models.svg)"), "{report}");
+    let svg = std::fs::read_to_string(out.join("models.svg")).unwrap();
+    assert!(svg.contains("switchyard/teacher · all"), "the plot has a bar per routing policy and slice");
+    assert!(out.join("models.png").is_file());
+
+    let e = failure(&run(&["--config", "switchyard.toml"]));
+    assert!(e.contains("--held-out-models") && e.contains("--config"), "{e}");
 }
 
 /// `switchyard sim serve` on a free port, standing in for a provider; killed on drop.

@@ -107,7 +107,7 @@ async fn the_teacher_writes_well_formed_trajectories_that_mostly_answer_right() 
     use switchyard::sim::teacher::TeacherPolicy;
 
     let runtime = runtime_with(true, Some(repo_root().join("target/test-component-cache")));
-    let config = embedded::start(&repo_root().join("plugins/dist")).await.unwrap();
+    let config = embedded::start(&repo_root().join("plugins/dist"), embedded::HeldOut::Excluded).await.unwrap();
     let pool = Pool::from_config(&config, &runtime).unwrap();
     let reward = Plugin::<Reward>::load(&runtime, &repo_root().join("plugins/dist/router-r1.wasm")).unwrap();
     let world = Arc::new(switchyard::sim::world::World::generate(&Default::default()));
@@ -170,7 +170,7 @@ async fn in_process_rollouts_match_rollouts_over_http() {
 
     let runtime = runtime_with(true, Some(repo_root().join("target/test-component-cache")));
     let plugins = repo_root().join("plugins/dist");
-    let http_config = embedded::start(&plugins).await.unwrap();
+    let http_config = embedded::start(&plugins, embedded::HeldOut::Excluded).await.unwrap();
     let http_pool = Pool::from_config(&http_config, &runtime).unwrap();
     let (config, router) = embedded::in_process(&plugins).unwrap();
     let local_pool = Pool::from_config(&config, &runtime).unwrap().with_in_process(router);

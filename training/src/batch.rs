@@ -62,3 +62,25 @@ pub fn logprobs_and_entropy(logits: &Tensor, targets: &Tensor) -> (Tensor, Tenso
 pub fn masked_mean(x: &Tensor, mask: &Tensor) -> Tensor {
     (x * mask).sum(Kind::Float) / mask.sum(Kind::Float).clamp_min(1.0)
 }
+
+/// Mean over rows of each row's mean of `x` where `mask` is 1: every sequence weighs the
+/// same, however many tokens it has (rows without masked positions count as 0).
+pub fn sequence_mean(x: &Tensor, mask: &Tensor) -> Tensor {
+    let per_row = (x * mask).sum_dim_intlist(-1, false, Kind::Float)
+        / mask.sum_dim_intlist(-1, false, Kind::Float).clamp_min(1.0);
+    per_row.mean(Kind::Float)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sequence_mean_weighs_rows_equally_and_token_mean_weighs_tokens() {
+        // Row 0: three policy tokens of 1.0; row 1: one policy token of -1.0 (and a masked 9).
+        let x = Tensor::from_slice(&[1.0f32, 1.0, 1.0, -1.0, 9.0, 0.0]).view([2, 3]);
+        let m = Tensor::from_slice(&[1.0f32, 1.0, 1.0, 1.0, 0.0, 0.0]).view([2, 3]);
+        assert!((masked_mean(&x, &m).double_value(&[]) - 0.5).abs() < 1e-6);
+        assert!(sequence_mean(&x, &m).double_value(&[]).abs() < 1e-6);
+    }
+}

@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use tch::{Kind, Tensor, nn};
 
-use crate::batch::{Batch, logprobs, logprobs_and_entropy, masked_mean};
+use crate::batch::{Batch, logprobs, logprobs_and_entropy, masked_mean, sequence_mean};
 use crate::checkpoint::{RunDir, State};
 use crate::env::Environment;
 use crate::generate::Sampling;
@@ -41,6 +41,18 @@ use switchyard::sim::questions::{Question, Split};
 pub enum Algorithm {
     Ppo,
     Grpo,
+}
+
+/// How the per-token policy loss, entropy and KL terms are averaged over a mini-batch.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Aggregation {
+    /// Over all policy-written tokens (the reference): long rollouts weigh more.
+    #[default]
+    Token,
+    /// Per rollout first, then over rollouts: a 300-token malformed rollout moves the policy
+    /// no more than a 100-token good one.
+    Sequence,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -63,6 +75,7 @@ pub struct RlOptions {
     pub grad_clip: f64,
     pub gamma: f64,
     pub lambda: f64,
+    pub aggregation: Aggregation,
     pub sampling: Sampling,
     /// Greedy evaluation on this many test questions every `eval_every` steps (0 = never).
     pub eval_questions: usize,
@@ -88,6 +101,7 @@ impl Default for RlOptions {
             grad_clip: 1.0,
             gamma: 1.0,
             lambda: 1.0,
+            aggregation: Aggregation::Token,
             sampling: Sampling::default(),
             eval_questions: 200,
             eval_every: 25,
@@ -285,6 +299,10 @@ impl<'a> Learner<'a> {
 
         let n = rollouts.len() as i64;
         let mb = (o.mini_batch.max(1) as i64).min(n);
+        let mean = |x: &Tensor, m: &Tensor| match o.aggregation {
+            Aggregation::Token => masked_mean(x, m),
+            Aggregation::Sequence => sequence_mean(x, m),
+        };
         let (mut pg_sum, mut vl_sum, mut ent_sum, mut clip_sum, mut gn_sum, mut updates) =
             (0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
         for _ in 0..o.epochs.max(1) {
@@ -304,14 +322,14 @@ impl<'a> Learner<'a> {
                 let adv = pick(&advantages);
                 let unclipped = &ratio * &adv;
                 let clipped = ratio.clamp(1.0 - o.clip, 1.0 + o.clip) * &adv;
-                let pg = masked_mean(&-unclipped.minimum(&clipped), &m);
-                let ent = masked_mean(&entropy, &m);
+                let pg = mean(&-unclipped.minimum(&clipped), &m);
+                let ent = mean(&entropy, &m);
                 let mut loss = &pg - &ent * o.entropy_coef;
                 if o.algorithm == Algorithm::Grpo {
                     // k3 estimator of KL(policy || reference), always >= 0.
                     let d = pick(&ref_logp) - &logp;
                     let k3 = d.exp() - &d - 1.0;
-                    loss += masked_mean(&k3, &m) * o.kl_coef;
+                    loss += mean(&k3, &m) * o.kl_coef;
                 }
                 let mut value_loss = 0.0;
                 if let Some(ret) = &returns {

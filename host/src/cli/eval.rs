@@ -14,6 +14,7 @@ use crate::eval::{self, EvalRun, Summary};
 use crate::plugin::Runtime;
 use crate::plugin::types::RewardParams;
 use crate::server::Snapshot;
+use crate::sim::embedded::HeldOut;
 
 #[derive(Debug, Args)]
 pub struct EvalArgs {
@@ -26,6 +27,10 @@ pub struct EvalArgs {
     /// Configuration file; without it, the embedded default (the simulated pool).
     #[arg(long)]
     config: Option<PathBuf>,
+    /// With the embedded default, add the simulated world's held-out models to the pool, known
+    /// to the policies only by their descriptors (the unseen-model experiment).
+    #[arg(long, conflicts_with = "config")]
+    held_out_models: bool,
     /// Output folder: `<policy>.jsonl` traces, `<policy>.summary.json`, `report.md`.
     #[arg(long, default_value = "eval")]
     out: PathBuf,
@@ -44,6 +49,25 @@ pub struct EvalArgs {
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
+}
+
+/// Plot which models each routing policy (one that calls more than one model) calls, overall
+/// and per domain; false when no policy routes between models.
+fn model_use_plot(summaries: &[Summary], stem: &std::path::Path) -> Result<bool, eval::plot::PlotError> {
+    let mut rows = Vec::new();
+    for s in summaries.iter().filter(|s| s.overall.model_use.len() > 1) {
+        let slices = std::iter::once(("all".to_string(), &s.overall))
+            .chain(s.by_domain.iter().filter(|_| s.by_domain.len() > 1).map(|(d, m)| (d.clone(), m)));
+        rows.extend(slices.map(|(slice, m)| eval::plot::UseRow {
+            label: format!("{} · {slice}", s.policy),
+            model_use: m.model_use.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+        }));
+    }
+    if rows.is_empty() {
+        return Ok(false);
+    }
+    eval::plot::model_use(&rows, "Model calls by domain (share of each policy's calls)", stem)?;
+    Ok(true)
 }
 
 /// A policy name as a file name: `switchyard/router-r1` -> `switchyard_router-r1`.
@@ -71,7 +95,10 @@ impl EvalArgs {
         tokio.block_on(async move {
             let snapshot = Arc::new(match &self.config {
                 Some(path) => Snapshot::load(path, &runtime)?,
-                None => super::serve::embedded_snapshot(&runtime).await?,
+                None => {
+                    let held_out = if self.held_out_models { HeldOut::Included } else { HeldOut::Excluded };
+                    super::serve::embedded_snapshot(&runtime, held_out).await?
+                }
             });
             let r = &snapshot.config.reward;
             let params =
@@ -124,7 +151,18 @@ impl EvalArgs {
                     String::new()
                 }
             };
-            let report = format!("# Evaluation\n\n## All policies\n\n{plot}{comparison}\n## Per policy\n\n{sections}");
+            let calls = match model_use_plot(&summaries, &self.out.join("models")) {
+                Ok(true) => {
+                    "## Which models the routing policies call\n\n![model calls by domain](models.svg)\n\n".into()
+                }
+                Ok(false) => String::new(),
+                Err(e) => {
+                    eprintln!("switchyard eval: no model-use plot: {e}");
+                    String::new()
+                }
+            };
+            let report =
+                format!("# Evaluation\n\n## All policies\n\n{plot}{comparison}\n{calls}## Per policy\n\n{sections}");
             let path = self.out.join("report.md");
             std::fs::write(&path, report).with_context(|| format!("writing {}", path.display()))?;
             eprintln!("traces, summaries and report in {}", self.out.display());

@@ -29,7 +29,7 @@ impl ServeArgs {
         tokio.block_on(async move {
             let snapshot = match &self.config {
                 Some(path) => Snapshot::load(path, &runtime)?,
-                None => embedded_snapshot(&runtime).await?,
+                None => embedded_snapshot(&runtime, embedded::HeldOut::Excluded).await?,
             };
             let listen = self.listen.clone().unwrap_or_else(|| snapshot.config.server.listen.clone());
             let listener =
@@ -54,8 +54,11 @@ impl ServeArgs {
 
 /// The embedded default: the simulated pool served in-process on loopback, the strategies,
 /// the teacher, and the trained router when one is shipped. Must run inside a tokio runtime.
-pub(super) async fn embedded_snapshot(runtime: &std::sync::Arc<Runtime>) -> anyhow::Result<Snapshot> {
-    let config = embedded::start(&embedded::find_plugins_dir()?).await?;
+pub(super) async fn embedded_snapshot(
+    runtime: &std::sync::Arc<Runtime>,
+    held_out: embedded::HeldOut,
+) -> anyhow::Result<Snapshot> {
+    let config = embedded::start(&embedded::find_plugins_dir()?, held_out).await?;
     let mut snapshot = Snapshot::from_config(config, runtime)?;
     // The teacher shows multi-round routing until a trained router is served.
     let world = std::sync::Arc::new(crate::sim::world::World::generate(&Default::default()));

@@ -47,7 +47,7 @@ impl TeacherArgs {
         let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
         tokio.block_on(async move {
             let plugins = embedded::find_plugins_dir()?;
-            let config = embedded::start(&plugins).await?;
+            let config = embedded::start(&plugins, embedded::HeldOut::Excluded).await?;
             let pool = Arc::new(Pool::from_config(&config, &runtime)?);
             let reward = Plugin::<Reward>::load(&runtime, &plugins.join("router-r1.wasm"))?;
             let world = Arc::new(crate::sim::world::World::generate(&Default::default()));

@@ -1,6 +1,6 @@
-//! Report plots (plotters): accuracy against cost, one labelled point per
-//! policy, with the Pareto frontier drawn through the points on it; written
-//! as PNG and SVG from the same drawing code.
+//! Report plots (plotters), each written as PNG and SVG from the same drawing code:
+//! accuracy against cost, one labelled point per policy, with the Pareto frontier drawn
+//! through the points on it; and which models a policy calls, per slice of the questions.
 
 use std::path::{Path, PathBuf};
 
@@ -46,19 +46,120 @@ pub struct Point {
 /// Write `<stem>.png` and `<stem>.svg`: accuracy (`y_label`) against cost per question
 /// in micro-dollars, the frontier as a line. Returns the two paths.
 pub fn frontier(points: &[Point], title: &str, y_label: &str, stem: &Path) -> Result<Vec<PathBuf>, PlotError> {
+    render(
+        stem,
+        (960, 640),
+        |area| draw_frontier(area, points, title, y_label),
+        |area| draw_frontier(area, points, title, y_label),
+    )
+}
+
+/// One bar of a model-use plot: a label (policy and slice) and, per model, the fraction of
+/// its questions that called that model.
+#[derive(Clone, Debug)]
+pub struct UseRow {
+    pub label: String,
+    pub model_use: Vec<(String, f64)>,
+}
+
+/// Write `<stem>.png` and `<stem>.svg`: a horizontal bar per row, split into each model's
+/// share of the row's model calls, one colour per model. Returns the two paths.
+pub fn model_use(rows: &[UseRow], title: &str, stem: &Path) -> Result<Vec<PathBuf>, PlotError> {
+    let height = 120 + 28 * rows.len().max(1) as u32;
+    render(stem, (1100, height), |area| draw_model_use(area, rows, title), |area| draw_model_use(area, rows, title))
+}
+
+/// Draw the same figure to `<stem>.png` and `<stem>.svg` (plotters' backends are distinct
+/// types, so the caller passes its generic drawing function twice).
+fn render(
+    stem: &Path,
+    size: (u32, u32),
+    png: impl FnOnce(DrawingArea<BitMapBackend, Shift>) -> Result<(), String>,
+    svg: impl FnOnce(DrawingArea<SVGBackend, Shift>) -> Result<(), String>,
+) -> Result<Vec<PathBuf>, PlotError> {
     register_font()?;
-    let png = stem.with_extension("png");
-    let svg = stem.with_extension("svg");
+    let png_path = stem.with_extension("png");
+    let svg_path = stem.with_extension("svg");
     let err = |path: &Path| {
         let path = path.to_path_buf();
         move |e: String| PlotError::Draw { path: path.clone(), message: e }
     };
-    draw(BitMapBackend::new(&png, (960, 640)).into_drawing_area(), points, title, y_label).map_err(err(&png))?;
-    draw(SVGBackend::new(&svg, (960, 640)).into_drawing_area(), points, title, y_label).map_err(err(&svg))?;
-    Ok(vec![png, svg])
+    png(BitMapBackend::new(&png_path, size).into_drawing_area()).map_err(err(&png_path))?;
+    svg(SVGBackend::new(&svg_path, size).into_drawing_area()).map_err(err(&svg_path))?;
+    Ok(vec![png_path, svg_path])
 }
 
-fn draw<DB: DrawingBackend>(
+fn draw_model_use<DB: DrawingBackend>(
+    root: DrawingArea<DB, Shift>,
+    rows: &[UseRow],
+    title: &str,
+) -> Result<(), String> {
+    let e = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
+    root.fill(&WHITE).map_err(e)?;
+    // One colour per model, stable across rows: models in name order.
+    let mut models: Vec<&str> = rows.iter().flat_map(|r| r.model_use.iter().map(|(m, _)| m.as_str())).collect();
+    models.sort_unstable();
+    models.dedup();
+    let colour = |model: &str| Palette99::pick(models.iter().position(|m| *m == model).unwrap_or(0));
+    let n = rows.len().max(1);
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 22))
+        .margin(16)
+        .x_label_area_size(40)
+        .y_label_area_size(330)
+        // Room on the right for the legend.
+        .build_cartesian_2d(0.0..1.4f64, (0..n).into_segmented())
+        .map_err(e)?;
+    chart
+        .configure_mesh()
+        .disable_mesh()
+        .x_desc("share of the model calls")
+        .x_labels(6)
+        .x_label_formatter(&|x| if *x <= 1.0 + 1e-9 { format!("{:.0}%", x * 100.0) } else { String::new() })
+        .y_labels(n)
+        .y_label_formatter(&|v| match v {
+            SegmentValue::CenterOf(i) => rows.get(*i).map(|r| r.label.clone()).unwrap_or_default(),
+            _ => String::new(),
+        })
+        .label_style(("sans-serif", 13))
+        .draw()
+        .map_err(e)?;
+    for model in &models {
+        // Each row's bar: segments in model order, widths normalised to the row's calls.
+        let bars: Vec<Rectangle<_>> = rows
+            .iter()
+            .enumerate()
+            .filter_map(|(i, row)| {
+                let total: f64 = row.model_use.iter().map(|(_, u)| u).sum();
+                let own = row.model_use.iter().find(|(m, _)| m == model)?.1;
+                if total <= 0.0 || own <= 0.0 {
+                    return None;
+                }
+                let before: f64 =
+                    row.model_use.iter().filter(|(m, _)| m.as_str() < *model).map(|(_, u)| u).sum::<f64>() / total;
+                let (y0, y1) = (SegmentValue::Exact(i), SegmentValue::Exact(i + 1));
+                Some(Rectangle::new([(before, y0), (before + own / total, y1)], colour(model).filled()))
+            })
+            .collect();
+        chart
+            .draw_series(bars)
+            .map_err(e)?
+            .label(*model)
+            .legend(move |(x, y)| Rectangle::new([(x, y - 6), (x + 14, y + 6)], colour(model).filled()));
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .background_style(WHITE)
+        .border_style(BLACK)
+        .label_font(("sans-serif", 13))
+        .draw()
+        .map_err(e)?;
+    root.present().map_err(e)?;
+    Ok(())
+}
+
+fn draw_frontier<DB: DrawingBackend>(
     root: DrawingArea<DB, Shift>,
     points: &[Point],
     title: &str,
@@ -118,5 +219,22 @@ mod tests {
         for label in ["cheap", "dear", "dominated", "Pareto frontier"] {
             assert!(svg.contains(label), "{label} missing from the SVG");
         }
+    }
+
+    #[test]
+    fn model_use_names_every_row_and_model() {
+        let dir = tempfile::tempdir().unwrap();
+        let rows = vec![
+            UseRow { label: "router · all".into(), model_use: vec![("big".into(), 0.5), ("small".into(), 0.75)] },
+            UseRow { label: "router · domain arts".into(), model_use: vec![("held-out".into(), 1.0)] },
+        ];
+        let written = model_use(&rows, "calls", &dir.path().join("models")).unwrap();
+        assert_eq!(&std::fs::read(&written[0]).unwrap()[1..4], b"PNG");
+        let svg = std::fs::read_to_string(&written[1]).unwrap();
+        for label in ["router · all", "router · domain arts", "big", "small", "held-out"] {
+            assert!(svg.contains(label), "{label} missing from the SVG");
+        }
+        // An empty plot is still a plot, not an error.
+        model_use(&[], "none", &dir.path().join("empty")).unwrap();
     }
 }

@@ -23,6 +23,8 @@ pub struct Metrics {
     pub format_failure_rate: f64,
     pub latency_p50_ms: u64,
     pub latency_p95_ms: u64,
+    /// Per model, the fraction of questions that called it at least once.
+    pub model_use: BTreeMap<String, f64>,
 }
 
 impl Metrics {
@@ -54,6 +56,10 @@ impl Metrics {
             |f: &dyn Fn(&Record) -> f64| if n == 0 { 0.0 } else { scored.iter().map(|r| f(r)).sum::<f64>() / n as f64 };
         let mut latencies: Vec<u64> = scored.iter().map(|r| r.latency_ms).collect();
         latencies.sort_unstable();
+        let mut model_use: BTreeMap<String, f64> = BTreeMap::new();
+        for model in scored.iter().flat_map(|r| &r.models) {
+            *model_use.entry(model.clone()).or_default() += 1.0 / n as f64;
+        }
         Metrics {
             questions: n,
             errors,
@@ -65,6 +71,7 @@ impl Metrics {
             format_failure_rate: mean(&|r| f64::from(u8::from(!r.format_ok))),
             latency_p50_ms: percentile(&latencies, 0.50),
             latency_p95_ms: percentile(&latencies, 0.95),
+            model_use,
         }
     }
 }
@@ -126,14 +133,28 @@ impl Summary {
         }
     }
 
-    /// A markdown section: one table, overall first, then each breakdown.
+    /// The slices the breakdown tables show: overall first, then each breakdown that has
+    /// more than one group.
+    pub fn slices(&self) -> Vec<(String, &Metrics)> {
+        let mut slices = vec![("**all**".to_string(), &self.overall)];
+        for (prefix, groups) in [("dataset", &self.by_dataset), ("hops", &self.by_hops), ("domain", &self.by_domain)] {
+            if groups.len() > 1 {
+                slices.extend(groups.iter().map(|(k, m)| (format!("{prefix} {k}"), m)));
+            }
+        }
+        slices
+    }
+
+    /// A markdown section: one table of metrics, overall first, then each breakdown; then
+    /// which models each slice called.
     pub fn markdown(&self) -> String {
         let mut out = format!("### `{}`\n\n", self.policy);
         out.push_str(
             "| slice | questions | EM | F1 | µ$ / question | calls | format failures | p50 ms | p95 ms | errors |\n",
         );
         out.push_str("|---|---|---|---|---|---|---|---|---|---|\n");
-        let mut row = |name: &str, m: &Metrics| {
+        let slices = self.slices();
+        for (name, m) in &slices {
             let _ = writeln!(
                 out,
                 "| {name} | {} | {} | {} | {} |",
@@ -142,13 +163,23 @@ impl Summary {
                 m.latency_p95_ms,
                 m.errors
             );
-        };
-        row("**all**", &self.overall);
-        for (prefix, groups) in [("dataset", &self.by_dataset), ("hops", &self.by_hops), ("domain", &self.by_domain)] {
-            if groups.len() > 1 {
-                for (k, m) in groups {
-                    row(&format!("{prefix} {k}"), m);
+        }
+        let models: Vec<&String> = self.overall.model_use.keys().collect();
+        if !models.is_empty() {
+            out.push_str("\nQuestions calling each model:\n\n| slice |");
+            for model in &models {
+                let _ = write!(out, " {model} |");
+            }
+            out.push_str("\n|---|");
+            out.push_str(&"---|".repeat(models.len()));
+            out.push('\n');
+            for (name, m) in &slices {
+                let _ = write!(out, "| {name} |");
+                for model in &models {
+                    let share = m.model_use.get(*model).copied().unwrap_or(0.0);
+                    let _ = write!(out, " {:.0}% |", share * 100.0);
                 }
+                out.push('\n');
             }
         }
         out
@@ -218,5 +249,26 @@ mod tests {
         let md = s.markdown();
         assert!(md.contains("| **all** | 3 | 0.667 |") && md.contains("| hops 2 | 2 | 0.500 |"), "{md}");
         assert!(!md.contains("dataset d"), "a single dataset needs no breakdown row");
+        assert!(!md.contains("Questions calling each model"), "no calls, no model table");
+    }
+
+    #[test]
+    fn model_use_counts_questions_per_model_per_slice() {
+        let with = |id: &str, hops: u8, models: &[&str]| Record {
+            models: models.iter().map(|m| m.to_string()).collect(),
+            ..record(id, hops, 1.0, 1e-6, 10, true)
+        };
+        let mut failed = with("4", 2, &["b"]);
+        failed.error = Some("timeout".into());
+        let records = [with("1", 1, &["a"]), with("2", 2, &["a", "b"]), with("3", 2, &[]), failed];
+        let s = Summary::of("p", &records);
+        assert_eq!(s.overall.model_use.len(), 2);
+        assert!((s.overall.model_use["a"] - 2.0 / 3.0).abs() < 1e-12, "errored questions are not counted");
+        assert!((s.overall.model_use["b"] - 1.0 / 3.0).abs() < 1e-12);
+        assert!((s.by_hops["2"].model_use["b"] - 0.5).abs() < 1e-12);
+        assert!(!s.by_hops["1"].model_use.contains_key("b"));
+        let md = s.markdown();
+        assert!(md.contains("| slice | a | b |"), "{md}");
+        assert!(md.contains("| **all** | 67% | 33% |") && md.contains("| hops 1 | 100% | 0% |"), "{md}");
     }
 }

@@ -65,14 +65,26 @@ pub fn find_learned(relative: &str) -> Option<PathBuf> {
     find_shipped(relative, Path::is_file).ok()
 }
 
+/// Which simulated models the embedded pool offers. The held-out models are served by the
+/// simulated endpoint either way; only the pool (and so the router's prompt) differs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum HeldOut {
+    /// The six models the router is trained with.
+    #[default]
+    Excluded,
+    /// Those six plus the held-out models, known only by their descriptors (the
+    /// unseen-model experiment).
+    Included,
+}
+
 /// Start the simulated pool and return a validated config routing over it.
 /// Must run inside a tokio runtime (the pool is served on it).
-pub async fn start(plugins_dir: &Path) -> anyhow::Result<Config> {
+pub async fn start(plugins_dir: &Path, held_out: HeldOut) -> anyhow::Result<Config> {
     let sim = SimConfig::default();
     let models = sim.build();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.context("binding the simulated pool")?;
     let addr = spawn(listener, models.clone(), &sim);
-    pool_config(plugins_dir, &format!("http://{addr}/v1"), &models)
+    pool_config(plugins_dir, &format!("http://{addr}/v1"), &models, held_out)
 }
 
 /// The same pool without a socket, for fast rollouts: a config and the
@@ -80,14 +92,14 @@ pub async fn start(plugins_dir: &Path) -> anyhow::Result<Config> {
 pub fn in_process(plugins_dir: &Path) -> anyhow::Result<(Config, axum::Router)> {
     let sim = SimConfig::default();
     let models = sim.build();
-    let config = pool_config(plugins_dir, IN_PROCESS_ENDPOINT, &models)?;
+    let config = pool_config(plugins_dir, IN_PROCESS_ENDPOINT, &models, HeldOut::Excluded)?;
     Ok((config, super::serve::router(models, sim.faults.clone(), sim.serve.latency_scale)))
 }
 
 /// The endpoint in-process configs name (never resolved: no socket is opened).
 pub const IN_PROCESS_ENDPOINT: &str = "http://sim.in-process.invalid/v1";
 
-fn pool_config(plugins_dir: &Path, endpoint: &str, models: &SimModels) -> anyhow::Result<Config> {
+fn pool_config(plugins_dir: &Path, endpoint: &str, models: &SimModels, held_out: HeldOut) -> anyhow::Result<Config> {
     let descriptors = descriptors(models);
 
     let mut config: Config = toml::from_str("").context("default configuration")?;
@@ -100,7 +112,7 @@ fn pool_config(plugins_dir: &Path, endpoint: &str, models: &SimModels) -> anyhow
     config.models = models
         .profiles()
         .iter()
-        .filter(|p| !p.held_out)
+        .filter(|p| held_out == HeldOut::Included || !p.held_out)
         .map(|p| {
             let d = &descriptors[&p.name];
             ModelConfig {
