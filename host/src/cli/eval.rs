@@ -66,7 +66,7 @@ fn model_use_plot(summaries: &[Summary], stem: &std::path::Path) -> Result<bool,
     if rows.is_empty() {
         return Ok(false);
     }
-    eval::plot::model_use(&rows, "Model calls by domain (share of each policy's calls)", stem)?;
+    eval::plot::model_use(&rows, "Which models each policy calls, by domain", stem)?;
     Ok(true)
 }
 

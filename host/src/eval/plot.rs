@@ -62,8 +62,9 @@ pub struct UseRow {
     pub model_use: Vec<(String, f64)>,
 }
 
-/// Write `<stem>.png` and `<stem>.svg`: a horizontal bar per row, split into each model's
-/// share of the row's model calls, one colour per model. Returns the two paths.
+/// Write `<stem>.png` and `<stem>.svg`: a horizontal bar per row, split in proportion to the
+/// rows' `model_use` (so each model's share of the models the row's questions called, a model
+/// counted once per question), one colour per model. Returns the two paths.
 pub fn model_use(rows: &[UseRow], title: &str, stem: &Path) -> Result<Vec<PathBuf>, PlotError> {
     let height = 120 + 28 * rows.len().max(1) as u32;
     render(stem, (1100, height), |area| draw_model_use(area, rows, title), |area| draw_model_use(area, rows, title))
@@ -113,7 +114,7 @@ fn draw_model_use<DB: DrawingBackend>(
     chart
         .configure_mesh()
         .disable_mesh()
-        .x_desc("share of the model calls")
+        .x_desc("share of the models called (each counted once per question)")
         .x_labels(6)
         .x_label_formatter(&|x| if *x <= 1.0 + 1e-9 { format!("{:.0}%", x * 100.0) } else { String::new() })
         .y_labels(n)
@@ -125,7 +126,7 @@ fn draw_model_use<DB: DrawingBackend>(
         .draw()
         .map_err(e)?;
     for model in &models {
-        // Each row's bar: segments in model order, widths normalised to the row's calls.
+        // Each row's bar: segments in model order, widths normalised to the row's total use.
         let bars: Vec<Rectangle<_>> = rows
             .iter()
             .enumerate()
