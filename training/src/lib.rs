@@ -5,7 +5,8 @@
 //! prompt, reward component) -> `generate` (batched sampling with the KV cache) -> `rollout`
 //! (multi-turn episodes through the host's turn loop) -> `sft` / `rl` (supervised warm-up;
 //! PPO and GRPO) with `batch` and `optim` -> `checkpoint` and `metrics` (run directories,
-//! JSONL, plots) -> `export` (ONNX in the optimum decoder layout).
+//! JSONL, plots) -> `export` (ONNX in the optimum decoder layout); `sweep` reads eval files back
+//! for the alpha sweep plot.
 
 pub mod batch;
 pub mod checkpoint;
@@ -19,6 +20,7 @@ pub mod optim;
 pub mod rl;
 pub mod rollout;
 pub mod sft;
+pub mod sweep;
 pub mod tokenizer;
 
 /// A progress bar on stderr, hidden when `visible` is false (tests, pipes).

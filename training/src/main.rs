@@ -150,6 +150,19 @@ enum Command {
         #[command(flatten)]
         common: Common,
     },
+    /// The alpha sweep: EM against cost of models trained at several alphas, from their
+    /// `eval --out` files (same questions), as <out>.png and <out>.svg and a markdown table.
+    Sweep {
+        /// ALPHA=FILE: the eval file of a model trained with that alpha; repeatable.
+        #[arg(long = "point", required = true)]
+        points: Vec<String>,
+        /// LABEL=FILE: a model drawn for reference (e.g. the warm-up), not joined; repeatable.
+        #[arg(long = "reference")]
+        references: Vec<String>,
+        /// Output path without extension.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Draw PNG curves of a run's metrics into <run>/plots.
     Plot {
         #[arg(long)]
@@ -328,12 +341,50 @@ fn main() -> anyhow::Result<()> {
                 tch::get_num_threads()
             );
         }
+        Command::Sweep { points, references, out } => sweep(&points, &references, &out)?,
         Command::Plot { run } => {
             for p in metrics::plot(&run.join("metrics.jsonl"), &run.join("plots"), &run.display().to_string(), &[])? {
                 println!("{}", p.display());
             }
         }
     }
+    Ok(())
+}
+
+fn sweep(points: &[String], references: &[String], out: &Path) -> anyhow::Result<()> {
+    use switchyard::eval::plot::{Point, SweepPoint, alpha_sweep};
+    use switchyard_train::sweep::{alpha, labelled, summarise_all, table};
+    let mut labels = Vec::new();
+    let mut files = Vec::new();
+    for arg in points.iter().chain(references) {
+        let (label, file) = labelled(arg)?;
+        labels.push(label);
+        files.push(file);
+    }
+    let summaries = summarise_all(&files)?;
+    let (sweep_rows, reference_rows) = summaries.split_at(points.len());
+    let mut sweep = Vec::new();
+    for (label, s) in labels.iter().zip(sweep_rows) {
+        sweep.push(SweepPoint { alpha: alpha(label)?, cost: s.cost, accuracy: s.em });
+    }
+    let refs: Vec<Point> = labels[points.len()..]
+        .iter()
+        .zip(reference_rows)
+        .map(|(label, s)| Point { label: label.clone(), cost: s.cost, accuracy: s.em })
+        .collect();
+    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let title = format!("Alpha sweep: exact match against cost ({} test questions)", summaries[0].questions);
+    for path in alpha_sweep(&sweep, &refs, &title, "EM", out)? {
+        eprintln!("{}", path.display());
+    }
+    let rows: Vec<(String, &switchyard_train::sweep::EvalSummary)> = labels
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (if i < points.len() { format!("alpha = {l}") } else { l.clone() }, &summaries[i]))
+        .collect();
+    print!("{}", table(&rows));
     Ok(())
 }
 

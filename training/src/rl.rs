@@ -76,6 +76,11 @@ pub struct RlOptions {
     pub gamma: f64,
     pub lambda: f64,
     pub aggregation: Aggregation,
+    /// Keep the (tied) token embeddings as the warm-up left them. Adam scales every
+    /// parameter's step to the learning rate whatever its gradient, so the rows of rare tokens
+    /// (the pieces of made-up names the router copies) take full-size steps on the noise of a
+    /// few rollouts; frozen, RL moves only the transformer blocks and norms.
+    pub freeze_embeddings: bool,
     pub sampling: Sampling,
     /// Greedy evaluation on this many test questions every `eval_every` steps (0 = never).
     pub eval_questions: usize,
@@ -102,6 +107,7 @@ impl Default for RlOptions {
             gamma: 1.0,
             lambda: 1.0,
             aggregation: Aggregation::Token,
+            freeze_embeddings: false,
             sampling: Sampling::default(),
             eval_questions: 200,
             eval_every: 25,
@@ -235,7 +241,20 @@ pub struct Learner<'a> {
 impl<'a> Learner<'a> {
     pub fn new(policy: &'a Transformer, reference: &'a Transformer, opts: RlOptions, pad_id: i64) -> Learner<'a> {
         let value = ValueHead::new(policy.config.hidden_size, policy.device());
-        let policy_opt = AdamW::new(policy.vs.variables().into_iter().collect(), opts.lr, 0.0);
+        let trainable = policy
+            .vs
+            .variables()
+            .into_iter()
+            .filter(|(name, tensor)| {
+                let frozen = opts.freeze_embeddings && name.contains("embed_tokens");
+                if frozen {
+                    // No gradient is kept for it either (nothing would clear it).
+                    let _ = tensor.set_requires_grad(false);
+                }
+                !frozen
+            })
+            .collect();
+        let policy_opt = AdamW::new(trainable, opts.lr, 0.0);
         let value_opt = AdamW::new(value.vs.variables().into_iter().collect(), opts.value_lr, 0.0);
         Learner { policy, reference, value, policy_opt, value_opt, opts, pad_id }
     }

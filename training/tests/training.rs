@@ -138,6 +138,37 @@ fn rollouts_insert_the_called_models_reply_as_unmasked_information() {
     }
 }
 
+#[test]
+fn frozen_embeddings_stay_put_while_the_blocks_learn() {
+    let _serial = common::torch_rng();
+    let env = common::env();
+    let tokenizer = common::tokenizer(&env);
+    let questions: Vec<_> = env.split(Split::Train).into_iter().take(4).collect();
+    let model = env.pool().descriptors()[0].name.clone();
+    let rollouts = run_episodes(&Scripted { tokenizer: &tokenizer, model }, &tokenizer, &env, &questions, 5).unwrap();
+    let named = |m: &switchyard_train::model::Transformer| -> Vec<(String, Vec<f32>)> {
+        m.vs.variables()
+            .into_iter()
+            .map(|(n, t)| (n, Vec::<f32>::try_from(t.flatten(0, -1)).unwrap()))
+            .collect::<std::collections::BTreeMap<_, _>>()
+            .into_iter()
+            .collect()
+    };
+    for freeze in [true, false] {
+        let policy = common::tiny_model(tokenizer.vocab_size(), 7);
+        let reference = common::tiny_model(tokenizer.vocab_size(), 7);
+        let before = named(&policy);
+        let opts = RlOptions { freeze_embeddings: freeze, lr: 1e-2, ..small_rl() };
+        let mut learner = rl::Learner::new(&policy, &reference, opts, tokenizer.pad_id);
+        learner.update(&rollouts).unwrap();
+        let after = named(&policy);
+        let moved: Vec<&str> =
+            before.iter().zip(&after).filter(|(b, a)| b.1 != a.1).map(|(b, _)| b.0.as_str()).collect();
+        assert!(moved.iter().any(|n| n.contains("layers")), "freeze={freeze}: the blocks did not learn");
+        assert_eq!(moved.iter().any(|n| n.contains("embed_tokens")), !freeze, "freeze={freeze}: moved {moved:?}");
+    }
+}
+
 fn small_rl() -> RlOptions {
     RlOptions {
         algorithm: Algorithm::Ppo,

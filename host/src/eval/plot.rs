@@ -1,6 +1,8 @@
 //! Report plots (plotters), each written as PNG and SVG from the same drawing code:
 //! accuracy against cost, one labelled point per policy, with the Pareto frontier drawn
-//! through the points on it; and which models a policy calls, per slice of the questions.
+//! through the points on it; the same axes for an alpha sweep (policies trained at several
+//! cost coefficients, joined in alpha order); and which models a policy calls, per slice of
+//! the questions.
 
 use std::path::{Path, PathBuf};
 
@@ -51,6 +53,36 @@ pub fn frontier(points: &[Point], title: &str, y_label: &str, stem: &Path) -> Re
         (960, 640),
         |area| draw_frontier(area, points, title, y_label),
         |area| draw_frontier(area, points, title, y_label),
+    )
+}
+
+/// One policy of an alpha sweep: the cost coefficient it was trained with, its cost in US
+/// dollars per question and its accuracy.
+#[derive(Clone, Debug)]
+pub struct SweepPoint {
+    pub alpha: f64,
+    pub cost: f64,
+    pub accuracy: f64,
+}
+
+/// Write `<stem>.png` and `<stem>.svg`: the sweep's policies joined in alpha order (the
+/// curve alpha moves a policy along) and `references` (e.g. the policy before RL) as unjoined
+/// points. Unlike [`frontier`], the axes are zoomed to the points, so that small moves stay
+/// visible: read the tick labels before reading distances. Returns the two paths.
+pub fn alpha_sweep(
+    sweep: &[SweepPoint],
+    references: &[Point],
+    title: &str,
+    y_label: &str,
+    stem: &Path,
+) -> Result<Vec<PathBuf>, PlotError> {
+    let mut sweep = sweep.to_vec();
+    sweep.sort_by(|a, b| a.alpha.total_cmp(&b.alpha));
+    render(
+        stem,
+        (960, 640),
+        |area| draw_sweep(area, &sweep, references, title, y_label),
+        |area| draw_sweep(area, &sweep, references, title, y_label),
     )
 }
 
@@ -199,6 +231,68 @@ fn draw_frontier<DB: DrawingBackend>(
     Ok(())
 }
 
+/// `lo..hi` widened by `pad` of its span on each side (and to at least `min_span`).
+fn padded(values: impl Iterator<Item = f64> + Clone, pad: f64, min_span: f64) -> std::ops::Range<f64> {
+    let lo = values.clone().fold(f64::INFINITY, f64::min);
+    let hi = values.fold(f64::NEG_INFINITY, f64::max);
+    if !(lo.is_finite() && hi.is_finite()) {
+        return 0.0..1.0;
+    }
+    let span = (hi - lo).max(min_span);
+    let mid = (lo + hi) / 2.0;
+    (mid - span * (0.5 + pad))..(mid + span * (0.5 + pad))
+}
+
+/// The sweep's colour: a darker green than plotters' `GREEN`, readable on white.
+const SWEEP: RGBColor = RGBColor(0, 128, 0);
+
+fn draw_sweep<DB: DrawingBackend>(
+    root: DrawingArea<DB, Shift>,
+    sweep: &[SweepPoint],
+    references: &[Point],
+    title: &str,
+    y_label: &str,
+) -> Result<(), String> {
+    let e = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
+    root.fill(&WHITE).map_err(e)?;
+    let curve: Vec<(f64, f64)> = sweep.iter().map(|p| (p.cost * 1e6, p.accuracy)).collect();
+    let refs: Vec<(f64, f64)> = references.iter().map(|p| (p.cost * 1e6, p.accuracy)).collect();
+    let all = curve.iter().chain(&refs);
+    // At least 2 µ$ and 0.02 of accuracy across, so one point is not a degenerate axis.
+    let x = padded(all.clone().map(|p| p.0), 0.25, 2.0);
+    let y = padded(all.map(|p| p.1), 0.25, 0.02);
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 24))
+        .margin(16)
+        .x_label_area_size(44)
+        .y_label_area_size(64)
+        .build_cartesian_2d(x, y)
+        .map_err(e)?;
+    chart.configure_mesh().x_desc("cost per question (µ$)").y_desc(y_label).draw().map_err(e)?;
+    chart
+        .draw_series(LineSeries::new(curve.clone(), SWEEP.stroke_width(2)))
+        .map_err(e)?
+        .label("alpha sweep (joined in alpha order)")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], SWEEP.stroke_width(2)));
+    chart
+        .draw_series(curve.iter().zip(sweep).map(|(&(x, y), p)| {
+            EmptyElement::at((x, y))
+                + Circle::new((0, 0), 5, SWEEP.filled())
+                + Text::new(format!("alpha = {}", p.alpha), (8, -6), ("sans-serif", 14).into_font())
+        }))
+        .map_err(e)?;
+    chart
+        .draw_series(refs.iter().zip(references).map(|(&(x, y), p)| {
+            EmptyElement::at((x, y))
+                + Circle::new((0, 0), 5, BLUE.filled())
+                + Text::new(p.label.clone(), (8, -6), ("sans-serif", 14).into_font())
+        }))
+        .map_err(e)?;
+    chart.configure_series_labels().background_style(WHITE).border_style(BLACK).draw().map_err(e)?;
+    root.present().map_err(e)?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -220,6 +314,34 @@ mod tests {
         for label in ["cheap", "dear", "dominated", "Pareto frontier"] {
             assert!(svg.contains(label), "{label} missing from the SVG");
         }
+    }
+
+    #[test]
+    fn an_alpha_sweep_labels_every_alpha_and_reference() {
+        let dir = tempfile::tempdir().unwrap();
+        // Out of alpha order on purpose, and close together: the axes must zoom in.
+        let sweep = vec![
+            SweepPoint { alpha: 0.9, cost: 80.3e-6, accuracy: 0.38 },
+            SweepPoint { alpha: 0.0, cost: 81.6e-6, accuracy: 0.41 },
+        ];
+        let reference = vec![Point { label: "warm-up".into(), cost: 81.7e-6, accuracy: 0.417 }];
+        let written = alpha_sweep(&sweep, &reference, "sweep", "EM", &dir.path().join("sweep")).unwrap();
+        assert_eq!(&std::fs::read(&written[0]).unwrap()[1..4], b"PNG");
+        let svg = std::fs::read_to_string(&written[1]).unwrap();
+        for label in ["alpha = 0.9", "alpha = 0", "warm-up", "alpha sweep"] {
+            assert!(svg.contains(label), "{label} missing from the SVG");
+        }
+        // A single point still gets a drawable range.
+        alpha_sweep(&sweep[..1], &[], "one", "EM", &dir.path().join("one")).unwrap();
+    }
+
+    #[test]
+    fn padding_widens_a_range_around_its_middle() {
+        let r = padded([1.0, 3.0].into_iter(), 0.25, 0.0);
+        assert!((r.start - 0.5).abs() < 1e-12 && (r.end - 3.5).abs() < 1e-12, "{r:?}");
+        let one = padded([5.0].into_iter(), 0.0, 2.0);
+        assert_eq!(one, 4.0..6.0);
+        assert_eq!(padded(std::iter::empty(), 0.1, 1.0), 0.0..1.0);
     }
 
     #[test]
