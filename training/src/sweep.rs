@@ -22,7 +22,7 @@ pub enum SweepError {
     Parse { path: PathBuf, line: usize, source: serde_json::Error },
     #[error("{0}: no evaluated questions")]
     Empty(PathBuf),
-    #[error("the evaluated questions differ: {0} has {1} and {2} has {3}")]
+    #[error("{0} and {2} evaluate different questions ({1} and {3} lines, ids differ in set or order)")]
     Mismatch(PathBuf, usize, PathBuf, usize),
 }
 
