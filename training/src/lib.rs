@@ -5,11 +5,12 @@
 //! prompt, reward component) -> `generate` (batched sampling with the KV cache) -> `rollout`
 //! (multi-turn episodes through the host's turn loop) -> `sft` / `rl` (supervised warm-up;
 //! PPO and GRPO) with `batch` and `optim` -> `checkpoint` and `metrics` (run directories,
-//! JSONL, plots) -> `export` (ONNX in the optimum decoder layout); `sweep` reads eval files back
-//! for the alpha sweep plot.
+//! JSONL, plots) -> `export` (ONNX in the optimum decoder layout); `compare` reads eval files
+//! back for paired comparisons and `sweep` for the alpha sweep plot.
 
 pub mod batch;
 pub mod checkpoint;
+pub mod compare;
 pub mod config;
 pub mod env;
 pub mod export;

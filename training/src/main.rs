@@ -7,6 +7,9 @@ use clap::{Parser, Subcommand};
 
 use switchyard::sim::questions::Split;
 use switchyard_train::checkpoint::RunDir;
+use switchyard_train::compare::{
+    EvalFile, RESAMPLES, call_share_table, difference_table, labelled, read_all, summary_table,
+};
 use switchyard_train::config::TrainConfig;
 use switchyard_train::env::Environment;
 use switchyard_train::model::Transformer;
@@ -110,6 +113,10 @@ enum Command {
         model: PathBuf,
         #[arg(long, default_value_t = 500)]
         questions: usize,
+        /// Which questions: the first `--questions` of the test split, or of the dev split (to
+        /// pick among checkpoints without looking at the test split).
+        #[arg(long, value_enum, default_value_t = EvalSplit::Test)]
+        split: EvalSplit,
         #[arg(long)]
         alpha: Option<f64>,
         /// Write each trajectory and its reward as a JSON line here.
@@ -162,6 +169,16 @@ enum Command {
         /// Output path without extension.
         #[arg(long)]
         out: PathBuf,
+    },
+    /// Policies against a baseline on the same questions, from their `eval --out` files: means,
+    /// paired differences with bootstrap intervals, and the share of questions calling each model.
+    Compare {
+        /// LABEL=FILE: the policy the others are compared with.
+        #[arg(long)]
+        baseline: String,
+        /// LABEL=FILE: a policy evaluated on the same questions; repeatable.
+        #[arg(long = "policy", required = true)]
+        policies: Vec<String>,
     },
     /// Draw PNG curves of a run's metrics into <run>/plots.
     Plot {
@@ -265,8 +282,14 @@ fn main() -> anyhow::Result<()> {
             let out =
                 sft::train(&model, &tokenizer, &examples, &copies, &config.sft, config.seed, &run_dir, !common.quiet)?;
             plot(&run_dir, "supervised warm-up");
-            let eval =
-                rl::evaluate(&model, &tokenizer, &env, config.rl.eval_questions, config.rl.sampling.max_new_tokens)?;
+            let eval = rl::evaluate(
+                &model,
+                &tokenizer,
+                &env,
+                Split::Dev,
+                config.rl.eval_questions,
+                config.rl.sampling.max_new_tokens,
+            )?;
             print_eval("after warm-up", &rl::summarise(&eval, ""));
             println!("model written to {}", out.display());
         }
@@ -295,13 +318,15 @@ fn main() -> anyhow::Result<()> {
             plot(&run_dir, &format!("{:?}", config.rl.algorithm).to_uppercase());
             println!("model written to {}", out.display());
         }
-        Command::Eval { model, questions, alpha, out, common } => {
+        Command::Eval { model, questions, split, alpha, out, common } => {
             let mut config = TrainConfig::load(common.config.as_deref())?;
             config.env.reward.alpha = alpha.unwrap_or(config.env.reward.alpha);
             let (policy, tokenizer) = load_model(&model, device(&common.device)?)?;
             let env = Environment::new(config.env.clone(), common.plugins.as_deref())?;
-            let eval = rl::evaluate(&policy, &tokenizer, &env, questions, config.rl.sampling.max_new_tokens)?;
-            print_eval(&format!("{} on {} test questions", model.display(), eval.len()), &rl::summarise(&eval, ""));
+            let eval =
+                rl::evaluate(&policy, &tokenizer, &env, split.into(), questions, config.rl.sampling.max_new_tokens)?;
+            let name = format!("{split:?}").to_lowercase();
+            print_eval(&format!("{} on {} {name} questions", model.display(), eval.len()), &rl::summarise(&eval, ""));
             if let Some(out) = out {
                 let mut lines = String::new();
                 for r in &eval {
@@ -342,6 +367,9 @@ fn main() -> anyhow::Result<()> {
             );
         }
         Command::Sweep { points, references, out } => sweep(&points, &references, &out)?,
+        Command::Compare { baseline, policies } => {
+            print_comparison(&labelled_files(&[vec![baseline], policies].concat())?)
+        }
         Command::Plot { run } => {
             for p in metrics::plot(&run.join("metrics.jsonl"), &run.join("plots"), &run.display().to_string(), &[])? {
                 println!("{}", p.display());
@@ -351,40 +379,71 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn sweep(points: &[String], references: &[String], out: &Path) -> anyhow::Result<()> {
-    use switchyard::eval::plot::{Point, SweepPoint, alpha_sweep};
-    use switchyard_train::sweep::{alpha, labelled, summarise_all, table};
+/// The held-out splits a model is evaluated on.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum EvalSplit {
+    Dev,
+    Test,
+}
+
+impl From<EvalSplit> for Split {
+    fn from(s: EvalSplit) -> Split {
+        match s {
+            EvalSplit::Dev => Split::Dev,
+            EvalSplit::Test => Split::Test,
+        }
+    }
+}
+
+/// Labelled eval files (`LABEL=FILE` each), read and checked to cover the same questions.
+fn labelled_files(args: &[String]) -> anyhow::Result<Vec<(String, EvalFile)>> {
     let mut labels = Vec::new();
-    let mut files = Vec::new();
-    for arg in points.iter().chain(references) {
-        let (label, file) = labelled(arg)?;
+    let mut paths = Vec::new();
+    for arg in args {
+        let (label, path) = labelled(arg)?;
         labels.push(label);
-        files.push(file);
+        paths.push(path);
     }
-    let summaries = summarise_all(&files)?;
-    let (sweep_rows, reference_rows) = summaries.split_at(points.len());
+    Ok(labels.into_iter().zip(read_all(&paths)?).collect())
+}
+
+/// The three comparison tables of labelled files, against the first.
+fn print_comparison(files: &[(String, EvalFile)]) {
+    let rows: Vec<(String, &EvalFile)> = files.iter().map(|(l, f)| (l.clone(), f)).collect();
+    println!("{}", summary_table(&rows));
+    if rows.len() > 1 {
+        println!("Paired differences over the same questions (bootstrap, {RESAMPLES} resamples):\n");
+        println!("{}", difference_table(&rows));
+    }
+    println!("Questions calling each model:\n");
+    print!("{}", call_share_table(&rows));
+}
+
+fn sweep(points: &[String], references: &[String], out: &Path) -> anyhow::Result<()> {
+    use switchyard::eval::plot::{Point, alpha_sweep};
+    let mut files = labelled_files(&[points, references].concat())?;
     let mut sweep = Vec::new();
-    for (label, s) in labels.iter().zip(sweep_rows) {
-        sweep.push(SweepPoint { alpha: alpha(label)?, cost: s.cost, accuracy: s.em });
+    for (label, file) in &files[..points.len()] {
+        sweep.push(switchyard_train::sweep::point(label, file)?);
     }
-    let refs: Vec<Point> = labels[points.len()..]
+    let refs: Vec<Point> = files[points.len()..]
         .iter()
-        .zip(reference_rows)
-        .map(|(label, s)| Point { label: label.clone(), cost: s.cost, accuracy: s.em })
+        .map(|(label, f)| {
+            let s = f.summary();
+            Point { label: label.clone(), cost: s.cost, accuracy: s.em }
+        })
         .collect();
     if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    let title = format!("Alpha sweep: exact match against cost ({} test questions)", summaries[0].questions);
+    let title = format!("Alpha sweep: exact match against cost ({} test questions)", files[0].1.ids.len());
     for path in alpha_sweep(&sweep, &refs, &title, "EM", out)? {
         eprintln!("{}", path.display());
     }
-    let rows: Vec<(String, &switchyard_train::sweep::EvalSummary)> = labels
-        .iter()
-        .enumerate()
-        .map(|(i, l)| (if i < points.len() { format!("alpha = {l}") } else { l.clone() }, &summaries[i]))
-        .collect();
-    print!("{}", table(&rows));
+    for (label, _) in &mut files[..points.len()] {
+        *label = format!("alpha = {label}");
+    }
+    print_comparison(&files);
     Ok(())
 }
 

@@ -82,7 +82,7 @@ pub struct RlOptions {
     /// few rollouts; frozen, RL moves only the transformer blocks and norms.
     pub freeze_embeddings: bool,
     pub sampling: Sampling,
-    /// Greedy evaluation on this many test questions every `eval_every` steps (0 = never).
+    /// Greedy evaluation on this many dev questions every `eval_every` steps (0 = never).
     pub eval_questions: usize,
     pub eval_every: u64,
     pub save_every: u64,
@@ -211,15 +211,17 @@ pub fn summarise(rollouts: &[Rollout], prefix: &str) -> Map<String, Value> {
     m
 }
 
-/// Greedy rollouts on `n` test questions.
+/// Greedy rollouts on the first `n` questions of `split`. Runs watch themselves on the dev
+/// split, so that picking a checkpoint by its numbers leaves the test split unseen.
 pub fn evaluate(
     model: &Transformer,
     tokenizer: &RouterTokenizer,
     env: &Environment,
+    split: Split,
     n: usize,
     max_new_tokens: usize,
 ) -> anyhow::Result<Vec<Rollout>> {
-    let questions: Vec<Question> = env.split(Split::Test).into_iter().take(n).collect();
+    let questions: Vec<Question> = env.split(split).into_iter().take(n).collect();
     let mut all = Vec::new();
     for chunk in questions.chunks(64) {
         all.extend(rollouts(model, tokenizer, env, chunk, &Sampling::greedy(max_new_tokens), 0)?);
@@ -427,7 +429,7 @@ pub fn train(
     let bar = crate::progress_bar(opts.steps, progress);
     bar.set_position(start);
     if start == 0 && opts.eval_questions > 0 {
-        let eval = evaluate(policy, tokenizer, env, opts.eval_questions, opts.sampling.max_new_tokens)?;
+        let eval = evaluate(policy, tokenizer, env, Split::Dev, opts.eval_questions, opts.sampling.max_new_tokens)?;
         let mut record = summarise(&eval, "eval_");
         record.insert("step".into(), json!(0));
         log.write(&record)?;
@@ -448,7 +450,7 @@ pub fn train(
         record.insert("rollout_s".into(), json!(rollout_s));
         record.insert("update_s".into(), json!(update_s));
         if opts.eval_questions > 0 && (done % opts.eval_every == 0 || done == opts.steps) {
-            let eval = evaluate(policy, tokenizer, env, opts.eval_questions, opts.sampling.max_new_tokens)?;
+            let eval = evaluate(policy, tokenizer, env, Split::Dev, opts.eval_questions, opts.sampling.max_new_tokens)?;
             record.extend(summarise(&eval, "eval_"));
         }
         bar.set_message(format!(
