@@ -55,6 +55,8 @@ pub struct EvalFile {
     pub format_failed: Vec<bool>,
     /// The models each question's trajectory searched (as the router wrote their names).
     pub models: Vec<BTreeSet<String>>,
+    /// Each question's kind (`one-hop`, `two-hop`, `comparison`; empty when the file has none).
+    pub kinds: Vec<String>,
 }
 
 /// A policy's means over one eval file.
@@ -75,6 +77,8 @@ struct Line {
     reward: Reward,
     #[serde(default)]
     trajectory: String,
+    #[serde(default)]
+    kind: String,
 }
 
 #[derive(Deserialize)]
@@ -106,6 +110,7 @@ impl EvalFile {
             cost: Vec::new(),
             format_failed: Vec::new(),
             models: Vec::new(),
+            kinds: Vec::new(),
         };
         for (n, raw) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
             let line: Line = serde_json::from_str(raw).map_err(|source| CompareError::Parse {
@@ -118,6 +123,7 @@ impl EvalFile {
             file.cost.push(line.cost);
             file.format_failed.push(line.reward.format < 0.0);
             file.models.push(searched_models(&line.trajectory));
+            file.kinds.push(line.kind);
         }
         if file.ids.is_empty() {
             return Err(CompareError::Empty(path.into()));
@@ -196,12 +202,23 @@ pub struct Paired {
     pub em: Interval,
     /// US dollars per question.
     pub cost: Interval,
+    /// The cost difference over the questions both answer well-formed: a malformed trajectory
+    /// often stops early and cheap, so a policy can look cheaper by breaking.
+    pub cost_well_formed: Interval,
+    /// How many questions both answer well-formed.
+    pub well_formed: usize,
 }
 
 pub fn paired(policy: &EvalFile, baseline: &EvalFile) -> Paired {
+    let both: Vec<usize> = (0..policy.ids.len().min(baseline.ids.len()))
+        .filter(|i| !policy.format_failed[*i] && !baseline.format_failed[*i])
+        .collect();
+    let pick = |v: &[f64]| both.iter().map(|i| v[*i]).collect::<Vec<f64>>();
     Paired {
         em: paired_difference(&policy.em, &baseline.em, RESAMPLES, 0),
         cost: paired_difference(&policy.cost, &baseline.cost, RESAMPLES, 1),
+        cost_well_formed: paired_difference(&pick(&policy.cost), &pick(&baseline.cost), RESAMPLES, 2),
+        well_formed: both.len(),
     }
 }
 
@@ -230,19 +247,46 @@ pub fn difference_table(rows: &[(String, &EvalFile)]) -> String {
         return String::new();
     };
     let mut out = format!(
-        "| policy − {base_label} | EM difference | 95% interval | µ$ difference | 95% interval |\n|---|---|---|---|---|\n"
+        "| policy − {base_label} | EM difference | 95% interval | µ$ difference | 95% interval | µ$ difference, both well-formed | 95% interval | both well-formed |\n|---|---|---|---|---|---|---|---|\n"
     );
+    let micro = |i: Interval| format!("{:+.1} | [{:+.1}, {:+.1}]", i.mean * 1e6, i.low * 1e6, i.high * 1e6);
     for (label, f) in &rows[1..] {
         let p = paired(f, base);
         out.push_str(&format!(
-            "| {label} | {:+.3} | [{:+.3}, {:+.3}] | {:+.1} | [{:+.1}, {:+.1}] |\n",
+            "| {label} | {:+.3} | [{:+.3}, {:+.3}] | {} | {} | {} |\n",
             p.em.mean,
             p.em.low,
             p.em.high,
-            p.cost.mean * 1e6,
-            p.cost.low * 1e6,
-            p.cost.high * 1e6
+            micro(p.cost),
+            micro(p.cost_well_formed),
+            p.well_formed
         ));
+    }
+    out
+}
+
+/// A markdown table of EM per question kind, one row per labelled file (empty when no file
+/// records kinds).
+pub fn kind_table(rows: &[(String, &EvalFile)]) -> String {
+    let kinds: BTreeSet<&String> = rows.iter().flat_map(|(_, f)| &f.kinds).filter(|k| !k.is_empty()).collect();
+    if kinds.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from("| policy |");
+    for k in &kinds {
+        out.push_str(&format!(" EM {k} |"));
+    }
+    out.push_str("\n|---|");
+    out.push_str(&"---|".repeat(kinds.len()));
+    out.push('\n');
+    for (label, f) in rows {
+        out.push_str(&format!("| {label} |"));
+        for k in &kinds {
+            let ems: Vec<f64> = f.kinds.iter().zip(&f.em).filter(|(fk, _)| fk == k).map(|(_, e)| *e).collect();
+            let mean = ems.iter().sum::<f64>() / ems.len().max(1) as f64;
+            out.push_str(&format!(" {mean:.3} ({}) |", ems.len()));
+        }
+        out.push('\n');
     }
     out
 }
@@ -294,7 +338,8 @@ mod tests {
 
     fn line(id: &str, em: f64, cost: f64, format: f64) -> String {
         let trajectory = "<think>t</think>\n<search>big: q?</search>\n\n<information>r</information>\n\n<search>small: q2</search>\n\n<information>r</information>\n\n<answer>a</answer>";
-        serde_json::json!({"id": id, "cost": cost, "trajectory": trajectory,
+        let kind = if id.ends_with('2') { "two-hop" } else { "one-hop" };
+        serde_json::json!({"id": id, "cost": cost, "trajectory": trajectory, "kind": kind,
             "reward": {"exact_match": em, "format": format, "total": em}})
         .to_string()
     }
@@ -348,12 +393,25 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let base = write(dir.path(), "base", &[line("q1", 0.0, 2e-5, 0.0), line("q2", 0.0, 2e-5, 0.0)]);
         let better = write(dir.path(), "better", &[line("q1", 1.0, 1e-5, 0.0), line("q2", 1.0, 1e-5, 0.0)]);
-        let files = read_all(&[base, better]).unwrap();
-        let rows = [("warm-up".to_string(), &files[0]), ("ppo".to_string(), &files[1])];
+        // Breaking on q2 stops the trajectory before it pays: cheaper overall, not where both
+        // are well-formed.
+        let broken = write(dir.path(), "broken", &[line("q1", 0.0, 2e-5, 0.0), line("q2", 0.0, 0.0, -1.0)]);
+        let files = read_all(&[base, better, broken]).unwrap();
+        let rows =
+            [("warm-up".to_string(), &files[0]), ("ppo".to_string(), &files[1]), ("broken".to_string(), &files[2])];
         let t = difference_table(&rows);
         assert!(t.contains("| policy − warm-up |"), "{t}");
-        assert!(t.contains("| ppo | +1.000 | [+1.000, +1.000] | -10.0 | [-10.0, -10.0] |"), "{t}");
-        let shares = call_share_table(&rows);
+        assert!(
+            t.contains("| ppo | +1.000 | [+1.000, +1.000] | -10.0 | [-10.0, -10.0] | -10.0 | [-10.0, -10.0] | 2 |"),
+            "{t}"
+        );
+        assert!(t.contains("| broken | +0.000 | [+0.000, +0.000] | -10.0 |"), "{t}");
+        assert!(t.ends_with("| +0.0 | [+0.0, +0.0] | 1 |\n"), "{t}");
+        let kinds = kind_table(&rows);
+        assert!(kinds.contains("| policy | EM one-hop | EM two-hop |"), "{kinds}");
+        assert!(kinds.contains("| ppo | 1.000 (1) | 1.000 (1) |"), "{kinds}");
+        let rows = &rows[..2];
+        let shares = call_share_table(rows);
         assert!(shares.contains("| policy | big | small | other names |"), "{shares}");
         assert!(shares.contains("| ppo | 100% | 100% | 0% |"), "{shares}");
         // A name on one question in 150 gets no column; it counts under "other names".

@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 use switchyard::sim::questions::Split;
 use switchyard_train::checkpoint::RunDir;
 use switchyard_train::compare::{
-    EvalFile, RESAMPLES, call_share_table, difference_table, labelled, read_all, summary_table,
+    EvalFile, RESAMPLES, call_share_table, difference_table, kind_table, labelled, read_all, summary_table,
 };
 use switchyard_train::config::TrainConfig;
 use switchyard_train::env::Environment;
@@ -414,6 +414,11 @@ fn print_comparison(files: &[(String, EvalFile)]) {
     if rows.len() > 1 {
         println!("Paired differences over the same questions (bootstrap, {RESAMPLES} resamples):\n");
         println!("{}", difference_table(&rows));
+    }
+    let kinds = kind_table(&rows);
+    if !kinds.is_empty() {
+        println!("EM per question kind (questions):\n");
+        println!("{kinds}");
     }
     println!("Questions calling each model:\n");
     print!("{}", call_share_table(&rows));
