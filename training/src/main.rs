@@ -407,7 +407,8 @@ fn labelled_files(args: &[String]) -> anyhow::Result<Vec<(String, EvalFile)>> {
     Ok(labels.into_iter().zip(read_all(&paths)?).collect())
 }
 
-/// The three comparison tables of labelled files, against the first.
+/// The comparison tables of labelled files (means, paired differences against the first, EM per
+/// kind, model call shares).
 fn print_comparison(files: &[(String, EvalFile)]) {
     let rows: Vec<(String, &EvalFile)> = files.iter().map(|(l, f)| (l.clone(), f)).collect();
     println!("{}", summary_table(&rows));
