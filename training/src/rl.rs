@@ -10,6 +10,8 @@
 //! - only policy-written tokens carry loss, KL, entropy, value loss and advantages: prompt and
 //!   inserted information tokens are masked out of all of them (ours; the reference lets
 //!   information into the critic);
+//! - log-probabilities (old, new, reference) are taken at the sampling temperature, the
+//!   distribution the rollouts came from;
 //! - PPO puts the KL penalty into the per-token reward (as the reference does); GRPO adds it to
 //!   the loss (k3 estimator);
 //! - everything random in a step is seeded by (seed, step), so a resumed run takes the same
@@ -284,11 +286,16 @@ impl<'a> Learner<'a> {
         let batch = Batch::new(&seqs, self.pad_id, device);
         let positions = position_ids(&batch.attention_mask);
         let len = batch.targets.size()[1];
+        // Log-probabilities under the distribution the rollouts were sampled from: the logits
+        // over the sampling temperature (greedy decoding is the same at any temperature), so
+        // the ratio PPO clips compares like with like.
+        let temperature = if o.sampling.temperature > 0.0 { o.sampling.temperature } else { 1.0 };
         // Old and reference log-probabilities and old values, without gradients.
         let (old_logp, ref_logp, old_values) = tch::no_grad(|| {
             let (hidden, _) = self.policy.hidden_states(&batch.input_ids, &batch.attention_mask, &positions, &[]);
-            let old = logprobs(&self.policy.lm_head(&hidden), &batch.targets);
-            let reference = self.reference.forward(&batch.input_ids, &batch.attention_mask, &positions, &[]).logits;
+            let old = logprobs(&(self.policy.lm_head(&hidden) / temperature), &batch.targets);
+            let reference =
+                self.reference.forward(&batch.input_ids, &batch.attention_mask, &positions, &[]).logits / temperature;
             let refp = logprobs(&reference, &batch.targets);
             let values = self.value.forward(&hidden.narrow(1, 0, len));
             (old, refp, values)
@@ -342,7 +349,8 @@ impl<'a> Learner<'a> {
                     &pick(&positions),
                     &[],
                 );
-                let (logp, entropy) = logprobs_and_entropy(&self.policy.lm_head(&hidden), &pick(&batch.targets));
+                let (logp, entropy) =
+                    logprobs_and_entropy(&(self.policy.lm_head(&hidden) / temperature), &pick(&batch.targets));
                 let ratio = (&logp - pick(&old_logp)).exp();
                 let adv = pick(&advantages);
                 let unclipped = &ratio * &adv;

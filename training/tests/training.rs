@@ -7,7 +7,7 @@ use switchyard::plugin::types::Author;
 use switchyard::sim::questions::Split;
 use switchyard_train::batch::Batch;
 use switchyard_train::checkpoint::RunDir;
-use switchyard_train::generate::Generated;
+use switchyard_train::generate::{Generated, Sampling};
 use switchyard_train::optim::AdamW;
 use switchyard_train::rl::{self, Algorithm, RlOptions};
 use switchyard_train::rollout::{TurnWriter, run_episodes};
@@ -169,6 +169,29 @@ fn frozen_embeddings_stay_put_while_the_blocks_learn() {
     }
 }
 
+#[test]
+fn the_learner_reads_log_probabilities_at_the_sampling_temperature() {
+    let _serial = common::torch_rng();
+    let env = common::env();
+    let tokenizer = common::tokenizer(&env);
+    let questions: Vec<_> = env.split(Split::Train).into_iter().take(2).collect();
+    let model = env.pool().descriptors()[0].name.clone();
+    let rollouts = run_episodes(&Scripted { tokenizer: &tokenizer, model }, &tokenizer, &env, &questions, 5).unwrap();
+    // The entropy the learner reports is that of the distribution it differentiates; lr 0
+    // keeps the weights equal across mini-batches.
+    let entropy = |temperature: f64| {
+        let policy = common::tiny_model(tokenizer.vocab_size(), 7);
+        let reference = common::tiny_model(tokenizer.vocab_size(), 7);
+        let sampling = Sampling { temperature, ..small_rl().sampling };
+        let opts = RlOptions { lr: 0.0, sampling, ..small_rl() };
+        let mut learner = rl::Learner::new(&policy, &reference, opts, tokenizer.pad_id);
+        learner.update(&rollouts).unwrap()["entropy"].as_f64().unwrap()
+    };
+    let (cold, plain) = (entropy(0.5), entropy(1.0));
+    assert!(cold < plain, "temperature 0.5 should sharpen the distribution: {cold} vs {plain}");
+    assert_eq!(entropy(0.0), plain, "greedy rollouts are read at temperature 1");
+}
+
 fn small_rl() -> RlOptions {
     RlOptions {
         algorithm: Algorithm::Ppo,
@@ -177,7 +200,7 @@ fn small_rl() -> RlOptions {
         mini_batch: 2,
         eval_questions: 0,
         save_every: 1,
-        sampling: switchyard_train::generate::Sampling { max_new_tokens: 12, ..Default::default() },
+        sampling: Sampling { max_new_tokens: 12, ..Default::default() },
         ..Default::default()
     }
 }
