@@ -6,6 +6,7 @@
 //! rollout builds its tokens — with the loss only on router-written tokens: never on the
 //! prompt, never on inserted information.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
@@ -23,6 +24,7 @@ use crate::metrics::MetricsLog;
 use crate::model::Transformer;
 use crate::optim::AdamW;
 use crate::tokenizer::RouterTokenizer;
+use switchyard::backend::Pool;
 use switchyard::engine;
 use switchyard::plugin::types::{Author, Segment};
 use switchyard::sim::questions::Question;
@@ -90,37 +92,47 @@ pub fn example(tokenizer: &RouterTokenizer, prompt: &str, segments: &[Segment]) 
     Ok(Example { tokens, loss_mask })
 }
 
-/// The teacher's episodes on `questions`, through the host's turn loop over the whole pool.
-fn teacher_traces(env: &Environment, questions: &[Question]) -> anyhow::Result<Vec<engine::Trace>> {
+/// The teacher's episodes on `questions` through the host's turn loop, each with the pool it
+/// saw: question `i` sees `env.episode_pool(seed, i)` — the whole pool unless the environment
+/// asks for random subsets or descriptor noise, so a warm-up can teach reading descriptors as
+/// RL episodes do. The teacher picks by the descriptors it is shown.
+fn teacher_traces(
+    env: &Environment,
+    questions: &[Question],
+    seed: u64,
+) -> anyhow::Result<Vec<(engine::Trace, Arc<Pool>)>> {
     let teacher = TeacherPolicy::new("switchyard/teacher", env.world.clone());
-    let pool = env.pool();
+    let pools = (0..questions.len()).map(|i| env.episode_pool(seed, i)).collect::<anyhow::Result<Vec<_>>>()?;
     let traces = env.tokio.block_on(
-        futures_util::stream::iter(questions.iter().map(|q| engine::run(&env.engine, &teacher, &pool, &q.question)))
-            .buffered(32)
-            .collect::<Vec<_>>(),
+        futures_util::stream::iter(
+            questions.iter().zip(&pools).map(|(q, pool)| engine::run(&env.engine, &teacher, pool, &q.question)),
+        )
+        .buffered(32)
+        .collect::<Vec<_>>(),
     );
-    traces.into_iter().collect::<Result<_, _>>().context("the teacher failed")
+    let traces: Vec<engine::Trace> = traces.into_iter().collect::<Result<_, _>>().context("the teacher failed")?;
+    Ok(traces.into_iter().zip(pools).collect())
 }
 
-/// Teacher trajectories for `questions` over the environment's pool, as examples.
+/// Teacher trajectories for `questions`, as examples; each prompt lists the pool its episode
+/// saw (see [`teacher_traces`]; `seed` picks the subsets and noise).
 pub fn teacher_examples(
     env: &Environment,
     tokenizer: &RouterTokenizer,
     questions: &[Question],
     only_correct: bool,
+    seed: u64,
 ) -> anyhow::Result<Vec<Example>> {
-    let pool = env.pool();
-    let traces = teacher_traces(env, questions)?;
+    let traces = teacher_traces(env, questions, seed)?;
     let scored: Vec<_> =
-        traces.iter().zip(questions).map(|(t, q)| (t.trajectory.clone(), q.golden_answers.clone())).collect();
+        traces.iter().zip(questions).map(|((t, _), q)| (t.trajectory.clone(), q.golden_answers.clone())).collect();
     let rewards = env.score(&scored)?;
-    let descriptors = pool.descriptors();
     let mut out = Vec::new();
-    for ((trace, q), r) in traces.iter().zip(questions).zip(rewards) {
+    for (((trace, pool), q), r) in traces.iter().zip(questions).zip(rewards) {
         if r.format < 0.0 || (only_correct && r.exact_match < 1.0) {
             continue;
         }
-        let prompt = env.prompt_text(&q.question, &descriptors)?;
+        let prompt = env.prompt_text(&q.question, &pool.descriptors())?;
         out.push(example(tokenizer, &prompt, &trace.trajectory.segments)?);
     }
     Ok(out)
@@ -248,10 +260,9 @@ pub fn train(
 /// split (up to 5000 questions), which hold every kind of text the router reads or writes.
 pub fn corpus(env: &Environment) -> anyhow::Result<Vec<String>> {
     let questions: Vec<Question> = env.split(switchyard::sim::questions::Split::Train).into_iter().take(5000).collect();
-    let descriptors = env.pool().descriptors();
     let mut texts = Vec::with_capacity(questions.len());
-    for (q, trace) in questions.iter().zip(teacher_traces(env, &questions)?) {
-        texts.push(format!("{}{}", env.prompt_text(&q.question, &descriptors)?, trace.text()));
+    for (q, (trace, pool)) in questions.iter().zip(teacher_traces(env, &questions, 0)?) {
+        texts.push(format!("{}{}", env.prompt_text(&q.question, &pool.descriptors())?, trace.text()));
     }
     Ok(texts)
 }
