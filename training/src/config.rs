@@ -71,3 +71,26 @@ impl TrainConfig {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_committed_run_config_loads() {
+        // The configs TRAINING.md's commands name must keep parsing as the options evolve
+        // (unknown keys are errors).
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs");
+        let mut loaded = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                TrainConfig::load(Some(&path)).unwrap_or_else(|e| panic!("{e:#}"));
+                loaded += 1;
+            }
+        }
+        assert!(loaded >= 10, "only {loaded} configs in {}", dir.display());
+        let e = toml::from_str::<TrainConfig>("[rl]\nkl_coeff = 0.05\n").unwrap_err();
+        assert!(e.to_string().contains("kl_coeff"), "{e}");
+    }
+}
