@@ -6,7 +6,6 @@
 //! rollout builds its tokens — with the loss only on router-written tokens: never on the
 //! prompt, never on inserted information.
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
@@ -24,9 +23,8 @@ use crate::metrics::MetricsLog;
 use crate::model::Transformer;
 use crate::optim::AdamW;
 use crate::tokenizer::RouterTokenizer;
-use switchyard::backend::Pool;
 use switchyard::engine;
-use switchyard::plugin::types::{Author, Segment};
+use switchyard::plugin::types::{Author, ModelDescriptor, Segment};
 use switchyard::sim::questions::Question;
 use switchyard::sim::teacher::TeacherPolicy;
 
@@ -92,26 +90,27 @@ pub fn example(tokenizer: &RouterTokenizer, prompt: &str, segments: &[Segment]) 
     Ok(Example { tokens, loss_mask })
 }
 
-/// The teacher's episodes on `questions` through the host's turn loop, each with the pool it
-/// saw: question `i` sees `env.episode_pool(seed, i)` — the whole pool unless the environment
-/// asks for random subsets or descriptor noise, so a warm-up can teach reading descriptors as
-/// RL episodes do. The teacher picks by the descriptors it is shown.
+/// The teacher's episodes on `questions` through the host's turn loop, each with the
+/// descriptors of the pool it saw: question `i` sees `env.episode_pool(seed, i)` — the whole
+/// pool unless the environment asks for random subsets or descriptor noise, so a warm-up can
+/// teach reading descriptors as RL episodes do. The teacher picks by the descriptors it is
+/// shown. A subset pool is built when its episode starts and dropped when it ends (at most
+/// 32 are alive), never all at once.
 fn teacher_traces(
     env: &Environment,
     questions: &[Question],
     seed: u64,
-) -> anyhow::Result<Vec<(engine::Trace, Arc<Pool>)>> {
+) -> anyhow::Result<Vec<(engine::Trace, Vec<ModelDescriptor>)>> {
     let teacher = TeacherPolicy::new("switchyard/teacher", env.world.clone());
-    let pools = (0..questions.len()).map(|i| env.episode_pool(seed, i)).collect::<anyhow::Result<Vec<_>>>()?;
-    let traces = env.tokio.block_on(
-        futures_util::stream::iter(
-            questions.iter().zip(&pools).map(|(q, pool)| engine::run(&env.engine, &teacher, pool, &q.question)),
-        )
-        .buffered(32)
-        .collect::<Vec<_>>(),
-    );
-    let traces: Vec<engine::Trace> = traces.into_iter().collect::<Result<_, _>>().context("the teacher failed")?;
-    Ok(traces.into_iter().zip(pools).collect())
+    let episodes = questions.iter().enumerate().map(|(i, q)| {
+        let teacher = &teacher;
+        async move {
+            let pool = env.episode_pool(seed, i)?;
+            let trace = engine::run(&env.engine, teacher, &pool, &q.question).await.context("the teacher failed")?;
+            anyhow::Ok((trace, pool.descriptors()))
+        }
+    });
+    env.tokio.block_on(futures_util::stream::iter(episodes).buffered(32).collect::<Vec<_>>()).into_iter().collect()
 }
 
 /// Teacher trajectories for `questions`, as examples; each prompt lists the pool its episode
@@ -128,11 +127,11 @@ pub fn teacher_examples(
         traces.iter().zip(questions).map(|((t, _), q)| (t.trajectory.clone(), q.golden_answers.clone())).collect();
     let rewards = env.score(&scored)?;
     let mut out = Vec::new();
-    for (((trace, pool), q), r) in traces.iter().zip(questions).zip(rewards) {
+    for (((trace, descriptors), q), r) in traces.iter().zip(questions).zip(rewards) {
         if r.format < 0.0 || (only_correct && r.exact_match < 1.0) {
             continue;
         }
-        let prompt = env.prompt_text(&q.question, &pool.descriptors())?;
+        let prompt = env.prompt_text(&q.question, descriptors)?;
         out.push(example(tokenizer, &prompt, &trace.trajectory.segments)?);
     }
     Ok(out)
@@ -261,8 +260,8 @@ pub fn train(
 pub fn corpus(env: &Environment) -> anyhow::Result<Vec<String>> {
     let questions: Vec<Question> = env.split(switchyard::sim::questions::Split::Train).into_iter().take(5000).collect();
     let mut texts = Vec::with_capacity(questions.len());
-    for (q, (trace, pool)) in questions.iter().zip(teacher_traces(env, &questions, 0)?) {
-        texts.push(format!("{}{}", env.prompt_text(&q.question, &pool.descriptors())?, trace.text()));
+    for (q, (trace, descriptors)) in questions.iter().zip(teacher_traces(env, &questions, 0)?) {
+        texts.push(format!("{}{}", env.prompt_text(&q.question, &descriptors)?, trace.text()));
     }
     Ok(texts)
 }
