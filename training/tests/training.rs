@@ -139,14 +139,30 @@ fn rollouts_insert_the_called_models_reply_as_unmasked_information() {
     }
 }
 
+/// Well-formed rollouts of the first `n` train questions, each calling the pool's first model.
+fn scripted_rollouts(
+    env: &switchyard_train::env::Environment,
+    tokenizer: &RouterTokenizer,
+    n: usize,
+) -> Vec<switchyard_train::rollout::Rollout> {
+    let questions: Vec<_> = env.split(Split::Train).into_iter().take(n).collect();
+    let model = env.pool().descriptors()[0].name.clone();
+    run_episodes(&Scripted { tokenizer, model }, tokenizer, env, &questions, 5).unwrap()
+}
+
+/// A tiny policy and an identical frozen-to-be reference.
+fn policy_and_reference(
+    tokenizer: &RouterTokenizer,
+) -> (switchyard_train::model::Transformer, switchyard_train::model::Transformer) {
+    (common::tiny_model(tokenizer.vocab_size(), 7), common::tiny_model(tokenizer.vocab_size(), 7))
+}
+
 #[test]
 fn frozen_embeddings_stay_put_while_the_blocks_learn() {
     let _serial = common::torch_rng();
     let env = common::env();
     let tokenizer = common::tokenizer(&env);
-    let questions: Vec<_> = env.split(Split::Train).into_iter().take(4).collect();
-    let model = env.pool().descriptors()[0].name.clone();
-    let rollouts = run_episodes(&Scripted { tokenizer: &tokenizer, model }, &tokenizer, &env, &questions, 5).unwrap();
+    let rollouts = scripted_rollouts(&env, &tokenizer, 4);
     let named = |m: &switchyard_train::model::Transformer| -> Vec<(String, Vec<f32>)> {
         m.vs.variables()
             .into_iter()
@@ -156,8 +172,7 @@ fn frozen_embeddings_stay_put_while_the_blocks_learn() {
             .collect()
     };
     for freeze in [true, false] {
-        let policy = common::tiny_model(tokenizer.vocab_size(), 7);
-        let reference = common::tiny_model(tokenizer.vocab_size(), 7);
+        let (policy, reference) = policy_and_reference(&tokenizer);
         let before = named(&policy);
         let opts = RlOptions { freeze_embeddings: freeze, lr: 1e-2, ..small_rl() };
         let mut learner = rl::Learner::new(&policy, &reference, opts, tokenizer.pad_id);
@@ -175,14 +190,11 @@ fn the_learner_reads_log_probabilities_at_the_sampling_temperature() {
     let _serial = common::torch_rng();
     let env = common::env();
     let tokenizer = common::tokenizer(&env);
-    let questions: Vec<_> = env.split(Split::Train).into_iter().take(2).collect();
-    let model = env.pool().descriptors()[0].name.clone();
-    let rollouts = run_episodes(&Scripted { tokenizer: &tokenizer, model }, &tokenizer, &env, &questions, 5).unwrap();
+    let rollouts = scripted_rollouts(&env, &tokenizer, 2);
     // The entropy the learner reports is that of the distribution it differentiates; lr 0
     // keeps the weights equal across mini-batches.
     let entropy = |temperature: f64| {
-        let policy = common::tiny_model(tokenizer.vocab_size(), 7);
-        let reference = common::tiny_model(tokenizer.vocab_size(), 7);
+        let (policy, reference) = policy_and_reference(&tokenizer);
         let sampling = Sampling { temperature, ..small_rl().sampling };
         let opts = RlOptions { lr: 0.0, sampling, ..small_rl() };
         let mut learner = rl::Learner::new(&policy, &reference, opts, tokenizer.pad_id);
