@@ -140,6 +140,53 @@ async fn the_teacher_writes_well_formed_trajectories_that_mostly_answer_right() 
     assert!(multi_model > 0, "escalates or combines models");
 }
 
+#[tokio::test]
+async fn a_routing_blind_teacher_spreads_its_calls_and_pays_for_it_in_accuracy() {
+    use std::collections::BTreeSet;
+    use switchyard::plugin::types::{CostBounds, Metric, RewardParams, ScoringInput};
+    use switchyard::plugin::{Plugin, Reward};
+    use switchyard::sim::embedded;
+    use switchyard::sim::teacher::{TeacherPolicy, TeacherRouting};
+
+    let runtime = runtime_with(true, Some(repo_root().join("target/test-component-cache")));
+    let (config, router) = embedded::in_process(&repo_root().join("plugins/dist")).unwrap();
+    let pool = Pool::from_config(&config, &runtime).unwrap().with_in_process(router);
+    let reward = Plugin::<Reward>::load(&runtime, &repo_root().join("plugins/dist/router-r1.wasm")).unwrap();
+    let params = RewardParams { alpha: 0.0, metric: Metric::ExactMatch, cost_bounds: CostBounds::Fixed((0.0, 0.03)) };
+    let world = Arc::new(switchyard::sim::world::World::generate(&Default::default()));
+    let informed = TeacherPolicy::new("teacher", world.clone());
+    let blind = TeacherPolicy::new("teacher", world.clone()).with_routing(TeacherRouting::Uniform, 5);
+    let (mut em_informed, mut em_blind) = (0.0, 0.0);
+    let (mut first_informed, mut first_blind) = (BTreeSet::new(), BTreeSet::new());
+    let qs = questions::generate(&world, 200, 4);
+    for q in &qs {
+        let run = async |teacher: &TeacherPolicy| {
+            let trace = switchyard::engine::run(&config.engine, teacher, &pool, &q.question).await.unwrap();
+            let input = ScoringInput { trajectory: trace.trajectory.clone(), golden_answers: q.golden_answers.clone() };
+            let scored = reward.score(&input, &params).unwrap();
+            assert_eq!(scored.format, 0.0, "{:?}\n{}", scored.format_errors, trace.text());
+            (trace, scored.exact_match)
+        };
+        let (a, em_a) = run(&informed).await;
+        let (b, em_b) = run(&blind).await;
+        em_informed += em_a;
+        em_blind += em_b;
+        first_informed.insert(a.trajectory.calls[0].model.clone());
+        first_blind.insert(b.trajectory.calls[0].model.clone());
+        // Same seed, same episode: the blind teacher's draws are fixed, not fresh per run.
+        assert_eq!(run(&blind).await.0.text(), b.text());
+    }
+    let n = qs.len() as f64;
+    assert_eq!(first_blind.len(), config.models.len(), "every pool model gets first calls: {first_blind:?}");
+    assert!(first_informed.len() < first_blind.len(), "{first_informed:?}");
+    assert!(
+        em_blind / n < em_informed / n - 0.1,
+        "routing matters: blind EM {:.3}, informed {:.3}",
+        em_blind / n,
+        em_informed / n
+    );
+}
+
 #[test]
 fn world_files_load_and_bad_ones_are_refused_with_the_field() {
     let dir = tempfile::tempdir().unwrap();

@@ -269,7 +269,7 @@ fn main() -> anyhow::Result<()> {
             let examples = if config.sft.copy_only {
                 sft::copy_examples(&tokenizer, &train)?
             } else {
-                sft::teacher_examples(&env, &tokenizer, &train, config.sft.only_correct, config.seed)?
+                sft::teacher_examples(&env, &tokenizer, &train, &config.sft, config.seed)?
             };
             println!(
                 "supervised warm-up: {} examples, {} parameters, {} epochs",

@@ -26,7 +26,7 @@ use crate::tokenizer::RouterTokenizer;
 use switchyard::engine;
 use switchyard::plugin::types::{Author, ModelDescriptor, Segment};
 use switchyard::sim::questions::Question;
-use switchyard::sim::teacher::TeacherPolicy;
+use switchyard::sim::teacher::{TeacherPolicy, TeacherRouting};
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -41,6 +41,11 @@ pub struct SftOptions {
     pub max_examples: usize,
     /// Keep only trajectories the reward scores as exactly right.
     pub only_correct: bool,
+    /// How the teacher routes: by the descriptors (imitating near-best routing), or uniformly
+    /// at random (a protocol-only warm-up that leaves where to route to RL). With `uniform`,
+    /// `only_correct` would select the lucky routes and so teach routing after all; a
+    /// protocol-only warm-up turns it off.
+    pub teacher_routing: TeacherRouting,
     pub save_every: u64,
     /// Copy sequences added to every step (0 = none): a question, then the same question
     /// again with the loss on the repeat. A router must copy entity names from the question
@@ -63,6 +68,7 @@ impl Default for SftOptions {
             grad_clip: 1.0,
             max_examples: 0,
             only_correct: true,
+            teacher_routing: TeacherRouting::Descriptors,
             save_every: 200,
             copy_batch_size: 0,
             copy_only: false,
@@ -99,9 +105,10 @@ pub fn example(tokenizer: &RouterTokenizer, prompt: &str, segments: &[Segment]) 
 fn teacher_traces(
     env: &Environment,
     questions: &[Question],
+    routing: TeacherRouting,
     seed: u64,
 ) -> anyhow::Result<Vec<(engine::Trace, Vec<ModelDescriptor>)>> {
-    let teacher = TeacherPolicy::new("switchyard/teacher", env.world.clone());
+    let teacher = TeacherPolicy::new("switchyard/teacher", env.world.clone()).with_routing(routing, seed);
     let episodes = questions.iter().enumerate().map(|(i, q)| {
         let teacher = &teacher;
         async move {
@@ -114,15 +121,17 @@ fn teacher_traces(
 }
 
 /// Teacher trajectories for `questions`, as examples; each prompt lists the pool its episode
-/// saw (see [`teacher_traces`]; `seed` picks the subsets and noise).
+/// saw (see [`teacher_traces`]; `seed` picks the subsets, the noise and a routing-blind
+/// teacher's draws). Reads `opts.teacher_routing` and `opts.only_correct`.
 pub fn teacher_examples(
     env: &Environment,
     tokenizer: &RouterTokenizer,
     questions: &[Question],
-    only_correct: bool,
+    opts: &SftOptions,
     seed: u64,
 ) -> anyhow::Result<Vec<Example>> {
-    let traces = teacher_traces(env, questions, seed)?;
+    let only_correct = opts.only_correct;
+    let traces = teacher_traces(env, questions, opts.teacher_routing, seed)?;
     let scored: Vec<_> =
         traces.iter().zip(questions).map(|((t, _), q)| (t.trajectory.clone(), q.golden_answers.clone())).collect();
     let rewards = env.score(&scored)?;
@@ -260,7 +269,9 @@ pub fn train(
 pub fn corpus(env: &Environment) -> anyhow::Result<Vec<String>> {
     let questions: Vec<Question> = env.split(switchyard::sim::questions::Split::Train).into_iter().take(5000).collect();
     let mut texts = Vec::with_capacity(questions.len());
-    for (q, (trace, descriptors)) in questions.iter().zip(teacher_traces(env, &questions, 0)?) {
+    for (q, (trace, descriptors)) in
+        questions.iter().zip(teacher_traces(env, &questions, TeacherRouting::Descriptors, 0)?)
+    {
         texts.push(format!("{}{}", env.prompt_text(&q.question, &descriptors)?, trace.text()));
     }
     Ok(texts)

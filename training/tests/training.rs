@@ -22,7 +22,7 @@ fn a_gradient_step_changes_the_weights_and_lowers_the_loss_on_a_fixed_batch() {
     let tokenizer = common::tokenizer(&env);
     let model = common::tiny_model(tokenizer.vocab_size(), 1);
     let questions: Vec<_> = env.split(Split::Train).into_iter().take(8).collect();
-    let examples = sft::teacher_examples(&env, &tokenizer, &questions, false, 0).unwrap();
+    let examples = sft::teacher_examples(&env, &tokenizer, &questions, &any_outcome(), 0).unwrap();
     assert!(examples.len() >= 6, "teacher produced {} examples", examples.len());
     let seqs: Vec<(&[i64], &[bool])> = examples.iter().map(|e| (e.tokens.as_slice(), e.loss_mask.as_slice())).collect();
     let batch = Batch::new(&seqs, tokenizer.pad_id, tch::Device::Cpu);
@@ -54,7 +54,7 @@ fn the_loss_mask_covers_router_tokens_only_never_prompt_or_information() {
     let env = common::env();
     let tokenizer = common::tokenizer(&env);
     let q = env.split(Split::Train).into_iter().find(|q| q.hops == 2).unwrap();
-    let examples = sft::teacher_examples(&env, &tokenizer, std::slice::from_ref(&q), false, 0).unwrap();
+    let examples = sft::teacher_examples(&env, &tokenizer, std::slice::from_ref(&q), &any_outcome(), 0).unwrap();
     let e = &examples[0];
     let prompt = tokenizer.encode(&env.prompt_text(&q.question, &env.pool().descriptors()).unwrap()).unwrap();
     assert_eq!(&e.tokens[..prompt.len()], prompt.as_slice());
@@ -211,7 +211,7 @@ fn warm_up_examples_list_the_pool_their_episode_saw() {
     let env = Environment::new(options, None).unwrap();
     let tokenizer = common::tokenizer(&env);
     let questions: Vec<_> = env.split(Split::Train).into_iter().take(16).collect();
-    let examples = sft::teacher_examples(&env, &tokenizer, &questions, false, 3).unwrap();
+    let examples = sft::teacher_examples(&env, &tokenizer, &questions, &any_outcome(), 3).unwrap();
     assert!(examples.len() >= 8, "{} of 16 teacher episodes were well-formed", examples.len());
     let names: Vec<String> = env.pool().descriptors().into_iter().map(|d| d.name).collect();
     let mut sizes = std::collections::BTreeSet::new();
@@ -226,6 +226,11 @@ fn warm_up_examples_list_the_pool_their_episode_saw() {
     }
     assert!(sizes.len() > 1, "every prompt listed the same number of models: {sizes:?}");
     assert!(sizes.iter().all(|n| *n >= 2));
+}
+
+/// Warm-up data options that keep every well-formed teacher trajectory, right or wrong.
+fn any_outcome() -> SftOptions {
+    SftOptions { only_correct: false, ..SftOptions::default() }
 }
 
 fn small_rl() -> RlOptions {
@@ -285,7 +290,7 @@ fn resuming_supervised_warm_up_reproduces_the_next_step_exactly() {
     let env = common::env();
     let tokenizer = common::tokenizer(&env);
     let questions: Vec<_> = env.split(Split::Train).into_iter().take(6).collect();
-    let examples = sft::teacher_examples(&env, &tokenizer, &questions, false, 0).unwrap();
+    let examples = sft::teacher_examples(&env, &tokenizer, &questions, &any_outcome(), 0).unwrap();
     let copies = sft::copy_examples(&tokenizer, &questions).unwrap();
     let opts = SftOptions {
         epochs: 1,

@@ -17,7 +17,7 @@ use crate::plugin::types::{CostBounds, Metric, RewardParams, ScoringInput};
 use crate::plugin::{Plugin, Reward, Runtime};
 use crate::sim::embedded;
 use crate::sim::questions::{self, Split};
-use crate::sim::teacher::TeacherPolicy;
+use crate::sim::teacher::{TeacherPolicy, TeacherRouting};
 
 #[derive(Debug, Args)]
 pub struct TeacherArgs {
@@ -33,6 +33,10 @@ pub struct TeacherArgs {
     /// Episodes run at once.
     #[arg(long, default_value_t = 16)]
     concurrency: usize,
+    /// How the teacher picks models: by their descriptors, or uniformly at random (the
+    /// routing-blind teacher of a protocol-only warm-up).
+    #[arg(long, value_enum, default_value_t = TeacherRouting::Descriptors)]
+    routing: TeacherRouting,
 }
 
 impl TeacherArgs {
@@ -51,7 +55,9 @@ impl TeacherArgs {
             let pool = Arc::new(Pool::from_config(&config, &runtime)?);
             let reward = Plugin::<Reward>::load(&runtime, &plugins.join("router-r1.wasm"))?;
             let world = Arc::new(crate::sim::world::World::generate(&Default::default()));
-            let teacher = Arc::new(TeacherPolicy::new("switchyard/teacher", world.clone()));
+            let teacher = Arc::new(
+                TeacherPolicy::new("switchyard/teacher", world.clone()).with_routing(self.routing, world.config.seed),
+            );
             let qs: Vec<_> = questions::generate(&world, self.questions, world.config.seed)
                 .into_iter()
                 .filter(|q| q.split == split)
@@ -104,7 +110,7 @@ impl TeacherArgs {
             }
             anyhow::ensure!(n > 0, "no questions in the {} split", self.split);
             let nf = n as f64;
-            println!("teacher on the {} split: {n} questions", self.split);
+            println!("teacher ({:?} routing) on the {} split: {n} questions", self.routing, self.split);
             println!(
                 "  EM {:.3}   format failures {:.2}%   avg cost ${:.7}   avg calls {:.2}",
                 em / nf,

@@ -177,7 +177,7 @@ pub const NOT_UNDERSTOOD: &str = "I cannot answer that.";
 pub const ONE_HOP_ONLY: &str = "I cannot answer that in one step: I only answer direct, single-fact questions.";
 
 /// A uniform number in [0, 1) from the parts: deterministic, portable.
-fn unit(parts: &[&str]) -> f64 {
+pub(super) fn unit(parts: &[&str]) -> f64 {
     let mut h = Sha256::new();
     for p in parts {
         h.update(p.as_bytes());

@@ -7,20 +7,42 @@
 //! models it calls reply, so its trajectories show real routing: cheap
 //! specialists first, escalation on refusal, decomposition of two-hop and
 //! comparison questions. Stateless: each turn is derived from the episode.
+//!
+//! Its routing is a choice ([`TeacherRouting`]): by the descriptors (near the
+//! best the pool allows), or routing-blind — the same protocol, decomposition
+//! and escalation with models drawn at random — so a warm-up on its
+//! trajectories teaches the protocol and leaves *where to route* to RL, as
+//! Router-R1 learns it from the reward alone.
 
 use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
+use serde::{Deserialize, Serialize};
 
 use super::questions::{Intent, Parser, fact_templates, phrase};
 use super::world::{Domain, World};
 use crate::engine::{Episode, Policy, PolicyError};
 use crate::plugin::types::ModelDescriptor;
 
+/// How the teacher picks the model for a step.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum TeacherRouting {
+    /// The cheapest model the descriptors score at least 0.7 in the step's domain, then by
+    /// score; whole questions to multi-hop models first.
+    #[default]
+    Descriptors,
+    /// Routing-blind: a random order of the pool per step, fixed by (seed, question, step),
+    /// so an episode replays identically and escalation still walks untried models.
+    Uniform,
+}
+
 pub struct TeacherPolicy {
     name: String,
     world: Arc<World>,
     parser: Parser,
+    routing: TeacherRouting,
+    seed: u64,
 }
 
 /// How the steps' answers combine into the final answer.
@@ -53,13 +75,40 @@ fn score(model: &ModelDescriptor, domain: Option<Domain>) -> f64 {
 impl TeacherPolicy {
     pub fn new(name: impl Into<String>, world: Arc<World>) -> Self {
         let parser = Parser::new(&world);
-        TeacherPolicy { name: name.into(), world, parser }
+        TeacherPolicy { name: name.into(), world, parser, routing: TeacherRouting::Descriptors, seed: 0 }
     }
 
-    /// Models in the order the teacher tries them for a step: the cheapest
-    /// one scoring at least 0.7 in the domain first, then by score (price
-    /// breaking ties); whole questions go to multi-hop models first.
-    fn ranking<'a>(&self, pool: &'a [ModelDescriptor], step: &Step, whole: bool) -> Vec<&'a ModelDescriptor> {
+    /// The same teacher routing by `routing`; `seed` fixes the random orders of
+    /// [`TeacherRouting::Uniform`].
+    pub fn with_routing(mut self, routing: TeacherRouting, seed: u64) -> Self {
+        self.routing = routing;
+        self.seed = seed;
+        self
+    }
+
+    /// Models in the order the teacher tries them for a step of `question`.
+    fn ranking<'a>(
+        &self,
+        pool: &'a [ModelDescriptor],
+        question: &str,
+        step: &Step,
+        whole: bool,
+    ) -> Vec<&'a ModelDescriptor> {
+        match self.routing {
+            TeacherRouting::Descriptors => Self::by_descriptors(pool, step, whole),
+            TeacherRouting::Uniform => {
+                let seed = self.seed.to_string();
+                let key = |m: &ModelDescriptor| super::models::unit(&[&seed, question, &step.question, &m.name]);
+                let mut ranked: Vec<&ModelDescriptor> = pool.iter().collect();
+                ranked.sort_by(|a, b| key(a).total_cmp(&key(b)).then_with(|| a.name.cmp(&b.name)));
+                ranked
+            }
+        }
+    }
+
+    /// The cheapest model scoring at least 0.7 in the domain first, then by
+    /// score (price breaking ties); whole questions go to multi-hop models first.
+    fn by_descriptors<'a>(pool: &'a [ModelDescriptor], step: &Step, whole: bool) -> Vec<&'a ModelDescriptor> {
         let price = |m: &ModelDescriptor| m.price_in_per_mtok + m.price_out_per_mtok;
         let mut ranked: Vec<&ModelDescriptor> = pool.iter().collect();
         ranked.sort_by(|a, b| {
@@ -135,7 +184,10 @@ impl TeacherPolicy {
                 continue;
             }
             let tried = tried(&step.question);
-            let next = self.ranking(&ep.pool, step, whole).into_iter().find(|m| !tried.contains(&m.name.as_str()));
+            let next = self
+                .ranking(&ep.pool, &ep.question, step, whole)
+                .into_iter()
+                .find(|m| !tried.contains(&m.name.as_str()));
             match next {
                 Some(m) if !ep.final_turn => {
                     let why = if tried.is_empty() {
