@@ -56,7 +56,7 @@ impl std::fmt::Display for Kind {
 /// The limits every call of one kind of plugin runs under.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Limits {
-    /// CPU deadline per call (enforced by epoch interruption).
+    /// CPU time per call, on the calling thread (enforced by epoch interruption; see `deadline`).
     #[serde(with = "millis")]
     pub deadline: Duration,
     /// Maximum linear memory per instance, in bytes.
@@ -75,10 +75,7 @@ impl Limits {
             Kind::Reward => {
                 Limits { deadline: Duration::from_millis(500), memory_bytes: 64 * MIB, output_bytes: 4 * MIB }
             }
-            // Deadlines are wall-clock (epoch ticks): at 20 ms a cost call whose thread was
-            // descheduled on a loaded 2-core machine missed it, failing calls whose replies
-            // were fine (the teacher's EM fell from 0.93 to 0.85); 100 ms leaves that margin.
-            Kind::Cost => Limits { deadline: Duration::from_millis(100), memory_bytes: 16 * MIB, output_bytes: 64 },
+            Kind::Cost => Limits { deadline: Duration::from_millis(20), memory_bytes: 16 * MIB, output_bytes: 64 },
             Kind::Adapter => {
                 Limits { deadline: Duration::from_millis(200), memory_bytes: 64 * MIB, output_bytes: 8 * MIB }
             }
@@ -110,11 +107,13 @@ pub struct StoreState {
     memory_cap: usize,
     /// Set when the guest tried to grow a memory past `memory_cap`.
     pub(crate) memory_exceeded: Option<usize>,
+    /// The calling thread's CPU time when the running call was armed (see `deadline`).
+    pub(crate) armed_at: std::time::Duration,
 }
 
 impl StoreState {
     pub fn new(memory_cap: usize) -> Self {
-        StoreState { memory_cap, memory_exceeded: None }
+        StoreState { memory_cap, memory_exceeded: None, armed_at: std::time::Duration::ZERO }
     }
 }
 

@@ -5,14 +5,15 @@
 //! [`Plugin<W>`] (a component checked against world `W` and
 //! pre-instantiated at load) -> one fresh store per call.
 //!
-//! Sandbox guarantees: no WASI and no host imports at all; CPU deadline per
-//! kind (epoch interruption); memory cap per kind (traps on growth); output
+//! Sandbox guarantees: no WASI and no host imports at all; a deadline per kind
+//! in CPU time of the calling thread (epoch interruption, see `deadline`); memory cap per kind (traps on growth); output
 //! size cap per kind; traps become typed [`Error`]s and never affect the next
 //! call. See `limits`, `sandbox`.
 
 pub mod bindings;
 pub mod build;
 mod cache;
+pub mod deadline;
 pub mod error;
 pub mod limits;
 pub mod loader;

@@ -140,12 +140,6 @@ impl Runtime {
     pub fn epoch(&self) -> u64 {
         self.epoch.load(Ordering::Relaxed)
     }
-
-    /// The deadline of `kind` in whole ticks (at least one).
-    pub(crate) fn deadline_ticks(&self, kind: Kind) -> u64 {
-        let ticks = self.limits(kind).deadline.as_nanos().div_ceil(self.tick.as_nanos());
-        u64::try_from(ticks).unwrap_or(u64::MAX).max(1)
-    }
 }
 
 impl Drop for Runtime {

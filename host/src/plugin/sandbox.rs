@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use wasmtime::{Store, Trap};
 
+use super::deadline;
 use super::error::Error;
 use super::limits::{Limits, StoreState};
 use super::loader::PluginInfo;
@@ -32,8 +33,7 @@ pub(crate) fn run<R: OutputSize>(
     f: impl FnOnce(&mut Store<StoreState>) -> wasmtime::Result<Result<R, PluginError>>,
 ) -> Result<R, Error> {
     let limits = runtime.limits(info.kind);
-    store.set_epoch_deadline(runtime.deadline_ticks(info.kind));
-    store.epoch_deadline_trap();
+    deadline::arm(store, limits.deadline, runtime.tick());
     let result = outcome(info, &limits, store, f);
     if let Err(e) = &result {
         metrics::counter!("switchyard_plugin_errors_total", "type" => e.label(), "kind" => info.kind.world(), "plugin" => info.name.clone())
@@ -100,8 +100,9 @@ impl<I> Warm<I> {
         let (mut store, instance) = match self.slot.take() {
             Some(slot) => slot,
             None => {
-                let mut store = new_store(&self.runtime, &self.runtime.limits(self.info.kind));
-                store.set_epoch_deadline(self.runtime.deadline_ticks(self.info.kind));
+                let limits = self.runtime.limits(self.info.kind);
+                let mut store = new_store(&self.runtime, &limits);
+                deadline::arm(&mut store, limits.deadline, self.runtime.tick());
                 let instance = (self.instantiate)(&mut store)
                     .map_err(|e| classify(&self.info, &self.runtime.limits(self.info.kind), store.data(), e))?;
                 (store, instance)
