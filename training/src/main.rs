@@ -6,6 +6,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use switchyard::sim::questions::Split;
+use switchyard::sim::teacher::TeacherRouting;
 use switchyard_train::checkpoint::RunDir;
 use switchyard_train::compare::{
     EvalFile, RESAMPLES, call_share_table, difference_table, kind_table, labelled, read_all, summary_table,
@@ -265,6 +266,12 @@ fn main() -> anyhow::Result<()> {
             let mut train = env.split(Split::Train);
             if config.sft.max_examples > 0 {
                 train.truncate(config.sft.max_examples);
+            }
+            if config.sft.teacher_routing == TeacherRouting::Uniform && config.sft.only_correct {
+                // Keeping only right answers would keep the lucky routes: routing taught after all.
+                tracing::warn!(
+                    "sft.teacher_routing = \"uniform\" with sft.only_correct = true selects the routes that happened to work; set only_correct = false for a protocol-only warm-up"
+                );
             }
             let examples = if config.sft.copy_only {
                 sft::copy_examples(&tokenizer, &train)?

@@ -16,27 +16,21 @@ use wasmtime::{Store, UpdateDeadline};
 
 use super::limits::StoreState;
 
-/// CPU time the calling thread has spent so far.
+/// CPU time the calling thread has spent so far; `None` if the clock cannot be read (the
+/// deadline then fails closed: the call is interrupted at its first check).
 #[cfg(unix)]
-pub fn thread_cpu_time() -> Duration {
+pub fn thread_cpu_time() -> Option<Duration> {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: `ts` is a valid, writable timespec; the clock id is a constant POSIX defines.
     let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    if rc != 0 {
-        return wall_clock();
-    }
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+    (rc == 0).then(|| Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32))
 }
 
 /// Without a per-thread CPU clock, wall-clock time (the plain epoch behaviour).
 #[cfg(not(unix))]
-pub fn thread_cpu_time() -> Duration {
-    wall_clock()
-}
-
-fn wall_clock() -> Duration {
+pub fn thread_cpu_time() -> Option<Duration> {
     static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
-    START.get_or_init(std::time::Instant::now).elapsed()
+    Some(START.get_or_init(std::time::Instant::now).elapsed())
 }
 
 /// Whole ticks covering `d` (at least one).
@@ -52,14 +46,22 @@ pub(crate) fn on_epoch_deadline(used: Duration, deadline: Duration, tick: Durati
     }
 }
 
-/// Start the CPU clock of a call on `store`: it may use `deadline` of this thread's CPU time.
+/// Install the check on a new store: when the epoch deadline fires, extend it by the CPU
+/// time left of `deadline`, or interrupt. Once per store; [`arm`] starts each call's clock.
+pub(crate) fn install(store: &mut Store<StoreState>, deadline: Duration, tick: Duration) {
+    store.epoch_deadline_callback(move |ctx| {
+        let used = match (thread_cpu_time(), ctx.data().armed_at) {
+            (Some(now), Some(armed)) => now.saturating_sub(armed),
+            _ => return Ok(UpdateDeadline::Interrupt),
+        };
+        Ok(on_epoch_deadline(used, deadline, tick))
+    });
+}
+
+/// Start the CPU clock of a call on `store` (set up by [`install`]).
 pub(crate) fn arm(store: &mut Store<StoreState>, deadline: Duration, tick: Duration) {
     store.data_mut().armed_at = thread_cpu_time();
     store.set_epoch_deadline(ticks(deadline, tick));
-    store.epoch_deadline_callback(move |ctx| {
-        let used = thread_cpu_time().saturating_sub(ctx.data().armed_at);
-        Ok(on_epoch_deadline(used, deadline, tick))
-    });
 }
 
 #[cfg(test)]
@@ -68,15 +70,22 @@ mod tests {
 
     #[test]
     fn sleeping_does_not_run_the_clock_and_spinning_does() {
-        let before = thread_cpu_time();
+        let cpu = || thread_cpu_time().expect("a thread CPU clock");
+        let before = cpu();
         std::thread::sleep(Duration::from_millis(60));
-        let slept = thread_cpu_time() - before;
+        let slept = cpu() - before;
         assert!(slept < Duration::from_millis(20), "sleeping used {slept:?} of CPU");
-        let before = thread_cpu_time();
+        let (before, wall) = (cpu(), std::time::Instant::now());
         let mut x = 0u64;
-        while thread_cpu_time() - before < Duration::from_millis(30) {
+        while cpu() - before < Duration::from_millis(30) && wall.elapsed() < Duration::from_secs(10) {
             x = x.wrapping_add(std::hint::black_box(1));
         }
+        assert!(
+            cpu() - before >= Duration::from_millis(30),
+            "spinning for {:?} used {:?}",
+            wall.elapsed(),
+            cpu() - before
+        );
         assert!(x > 0);
     }
 

@@ -108,12 +108,12 @@ pub struct StoreState {
     /// Set when the guest tried to grow a memory past `memory_cap`.
     pub(crate) memory_exceeded: Option<usize>,
     /// The calling thread's CPU time when the running call was armed (see `deadline`).
-    pub(crate) armed_at: std::time::Duration,
+    pub(crate) armed_at: Option<std::time::Duration>,
 }
 
 impl StoreState {
     pub fn new(memory_cap: usize) -> Self {
-        StoreState { memory_cap, memory_exceeded: None, armed_at: std::time::Duration::ZERO }
+        StoreState { memory_cap, memory_exceeded: None, armed_at: None }
     }
 }
 

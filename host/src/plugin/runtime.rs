@@ -136,7 +136,7 @@ impl Runtime {
         self.pooling
     }
 
-    /// Epoch ticks elapsed since the runtime started (for deadline accounting).
+    /// Epoch ticks elapsed since the runtime started (a diagnostic: deadlines count CPU time).
     pub fn epoch(&self) -> u64 {
         self.epoch.load(Ordering::Relaxed)
     }

@@ -21,6 +21,7 @@ use super::types::{OutputSize, PluginError};
 pub(crate) fn new_store(runtime: &Runtime, limits: &Limits) -> Store<StoreState> {
     let mut store = Store::new(&runtime.engine, StoreState::new(limits.memory_bytes));
     store.limiter(|state| state);
+    deadline::install(&mut store, limits.deadline, runtime.tick());
     store
 }
 

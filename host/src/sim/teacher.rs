@@ -37,6 +37,16 @@ pub enum TeacherRouting {
     Uniform,
 }
 
+impl TeacherRouting {
+    /// The name configuration files and `--routing` use.
+    pub fn name(self) -> &'static str {
+        match self {
+            TeacherRouting::Descriptors => "descriptors",
+            TeacherRouting::Uniform => "uniform",
+        }
+    }
+}
+
 pub struct TeacherPolicy {
     name: String,
     world: Arc<World>,
