@@ -186,6 +186,18 @@ enum Command {
         #[arg(long)]
         run: PathBuf,
     },
+    /// Means of runs' per-step metrics over windows of steps, as markdown tables (one per
+    /// metric, one row per run): the figures TRAINING.md quotes per window.
+    Window {
+        /// LABEL=RUN (or RUN): a run directory (or its metrics.jsonl); repeatable.
+        #[arg(long = "run", required = true)]
+        runs: Vec<String>,
+        /// A metric to average (e.g. reward, kl, format_failure_rate); repeatable.
+        #[arg(long = "key", required = true)]
+        keys: Vec<String>,
+        #[arg(long, default_value_t = 20)]
+        every: u64,
+    },
 }
 
 fn device(name: &str) -> anyhow::Result<tch::Device> {
@@ -376,6 +388,18 @@ fn main() -> anyhow::Result<()> {
         Command::Sweep { points, references, out } => sweep(&points, &references, &out)?,
         Command::Compare { baseline, policies } => {
             print_comparison(&labelled_files(&[vec![baseline], policies].concat())?)
+        }
+        Command::Window { runs, keys, every } => {
+            let mut read = Vec::new();
+            for spec in &runs {
+                let (label, path) = match spec.split_once('=') {
+                    Some((label, path)) => (label.to_string(), PathBuf::from(path)),
+                    None => (spec.clone(), PathBuf::from(spec)),
+                };
+                let metrics = if path.is_dir() { path.join("metrics.jsonl") } else { path };
+                read.push((label, metrics::read_series(&metrics)?));
+            }
+            print!("{}", metrics::window_tables(&read, &keys, every));
         }
         Command::Plot { run } => {
             for p in metrics::plot(&run.join("metrics.jsonl"), &run.join("plots"), &run.display().to_string(), &[])? {

@@ -104,3 +104,106 @@ fn draw(path: &Path, caption: &str, label: &str, points: &[(f64, f64)]) -> anyho
     root.present().map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(())
 }
+
+/// The mean of one metric over a window of steps.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Window {
+    pub first_step: u64,
+    /// The last step with a point (below `first_step + every - 1` for a partial last window).
+    pub last_step: u64,
+    pub mean: f64,
+    pub points: usize,
+}
+
+/// Means of a series over consecutive windows of `every` steps: steps 1..=every, then
+/// every+1..=2*every, and so on (step 0, the check before training, is left out). A window
+/// without points is skipped.
+pub fn window_means(points: &[(f64, f64)], every: u64) -> Vec<Window> {
+    let every = every.max(1);
+    let mut windows: Vec<Window> = Vec::new();
+    for &(step, value) in points {
+        if step < 1.0 || !value.is_finite() {
+            continue;
+        }
+        let step = step as u64;
+        let first_step = (step - 1) / every * every + 1;
+        match windows.iter_mut().find(|w| w.first_step == first_step) {
+            Some(w) => {
+                w.last_step = w.last_step.max(step);
+                w.mean += value;
+                w.points += 1;
+            }
+            None => windows.push(Window { first_step, last_step: step, mean: value, points: 1 }),
+        }
+    }
+    windows.sort_by_key(|w| w.first_step);
+    for w in &mut windows {
+        w.mean /= w.points as f64;
+    }
+    windows
+}
+
+/// A markdown table per metric: one row per labelled run, one column per window of `every`
+/// steps, each cell the window's mean (see [`window_means`]).
+pub fn window_tables(runs: &[(String, Vec<Series>)], keys: &[String], every: u64) -> String {
+    let mut out = String::new();
+    for key in keys {
+        let rows: Vec<(&str, Vec<Window>)> = runs
+            .iter()
+            .map(|(label, series)| {
+                let points = series.iter().find(|(k, _)| k == key).map(|(_, p)| p.as_slice()).unwrap_or(&[]);
+                (label.as_str(), window_means(points, every))
+            })
+            .collect();
+        // Columns: every window any run has, each spanning to the last step any run reached.
+        let mut columns: Vec<(u64, u64)> = Vec::new();
+        for w in rows.iter().flat_map(|(_, windows)| windows) {
+            match columns.iter_mut().find(|c| c.0 == w.first_step) {
+                Some(c) => c.1 = c.1.max(w.last_step),
+                None => columns.push((w.first_step, w.last_step)),
+            }
+        }
+        columns.sort();
+        out.push_str(&format!("\n{key}, mean per window of {every} steps:\n\n| run |"));
+        for (first, last) in &columns {
+            out.push_str(&format!(" {first}-{last} |"));
+        }
+        out.push_str("\n|---|");
+        out.push_str(&"---|".repeat(columns.len()));
+        for (label, windows) in &rows {
+            out.push_str(&format!("\n| {label} |"));
+            for (first, _) in &columns {
+                match windows.iter().find(|w| w.first_step == *first) {
+                    Some(w) => out.push_str(&format!(" {:.3} |", w.mean)),
+                    None => out.push_str(" |"),
+                }
+            }
+        }
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_cover_consecutive_steps_and_skip_the_step_zero_check() {
+        let points = [(0.0, 100.0), (1.0, 1.0), (2.0, 3.0), (3.0, 5.0), (4.0, 7.0), (5.0, 9.0)];
+        let w = |first_step, last_step, mean, points| Window { first_step, last_step, mean, points };
+        assert_eq!(window_means(&points, 2), vec![w(1, 2, 2.0, 2), w(3, 4, 6.0, 2), w(5, 5, 9.0, 1)]);
+        // Sparse series (periodic checks) land in the window of their step.
+        assert_eq!(window_means(&[(25.0, 0.5), (50.0, 0.7)], 25), vec![w(1, 25, 0.5, 1), w(26, 50, 0.7, 1)]);
+    }
+
+    #[test]
+    fn tables_align_runs_of_different_lengths_by_window() {
+        let a = ("a".to_string(), vec![("kl".to_string(), vec![(1.0, 0.5), (2.0, 1.5), (3.0, 2.0)])]);
+        let b = ("b".to_string(), vec![("kl".to_string(), vec![(1.0, 1.0)])]);
+        let table = window_tables(&[a, b], &["kl".to_string()], 2);
+        assert!(table.contains("| run | 1-2 | 3-3 |"), "{table}");
+        assert!(table.contains("| a | 1.000 | 2.000 |"), "{table}");
+        assert!(table.contains("| b | 1.000 | |"), "{table}");
+    }
+}

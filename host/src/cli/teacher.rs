@@ -110,7 +110,7 @@ impl TeacherArgs {
             }
             anyhow::ensure!(n > 0, "no questions in the {} split", self.split);
             let nf = n as f64;
-            println!("teacher ({} routing) on the {} split: {n} questions", self.routing.name(), self.split);
+            println!("teacher ({} routing) on the {} split: {n} questions", self.routing, self.split);
             println!(
                 "  EM {:.3}   format failures {:.2}%   avg cost ${:.7}   avg calls {:.2}",
                 em / nf,

@@ -37,12 +37,14 @@ pub enum TeacherRouting {
     Uniform,
 }
 
-impl TeacherRouting {
-    /// The name configuration files and `--routing` use.
-    pub fn name(self) -> &'static str {
-        match self {
-            TeacherRouting::Descriptors => "descriptors",
-            TeacherRouting::Uniform => "uniform",
+/// Prints the name configuration files and `--routing` use (clap's, which serde's
+/// kebab-case matches; a test holds them together).
+impl std::fmt::Display for TeacherRouting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use clap::ValueEnum;
+        match self.to_possible_value() {
+            Some(value) => f.write_str(value.get_name()),
+            None => write!(f, "{self:?}"),
         }
     }
 }
@@ -242,5 +244,22 @@ impl Policy for TeacherPolicy {
     fn next_turn<'a>(&'a self, episode: &'a Episode) -> BoxFuture<'a, Result<String, PolicyError>> {
         let text = self.write_turn(episode);
         Box::pin(async move { Ok(text) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TeacherRouting;
+    use clap::ValueEnum;
+
+    #[test]
+    fn routing_names_agree_across_display_config_files_and_the_command_line() {
+        for routing in TeacherRouting::value_variants() {
+            let shown = routing.to_string();
+            let from_serde: TeacherRouting = serde_json::from_value(serde_json::json!(shown)).unwrap();
+            assert_eq!(&from_serde, routing, "serde reads the displayed name {shown}");
+            assert_eq!(&TeacherRouting::from_str(&shown, false).unwrap(), routing);
+        }
+        assert_eq!(TeacherRouting::Uniform.to_string(), "uniform");
     }
 }
