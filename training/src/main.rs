@@ -222,6 +222,13 @@ fn load_model(dir: &Path, device: tch::Device) -> anyhow::Result<(Transformer, R
 }
 
 fn main() -> anyhow::Result<()> {
+    // Rust ignores SIGPIPE, so `println!` into a closed pipe (`| head`) panics; a batch tool
+    // should end the way other Unix tools do when its reader goes away.
+    #[cfg(unix)]
+    // SAFETY: called first thing, before any thread is spawned.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,wasmtime=warn".into()),
