@@ -7,7 +7,18 @@ fn main() -> std::process::ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    match switchyard::cli::Cli::parse().run() {
+    let cli = switchyard::cli::Cli::parse();
+    // Rust ignores SIGPIPE, so `println!` into a closed pipe (`switchyard eval ... | head`)
+    // panics; a job should end the way other Unix tools do when its reader goes away. Servers
+    // keep ignoring it: a supervisor closing their log pipe must not kill them.
+    #[cfg(unix)]
+    if !cli.serves() {
+        // SAFETY: before any thread is spawned.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
+    match cli.run() {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err:#}");

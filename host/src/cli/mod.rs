@@ -46,6 +46,11 @@ enum Command {
 }
 
 impl Cli {
+    /// Whether the command serves (runs until stopped) rather than doing a job and exiting.
+    pub fn serves(&self) -> bool {
+        matches!(self.command, Command::Serve(_) | Command::Sim(sim::SimCommand::Serve { .. }))
+    }
+
     pub fn run(self) -> anyhow::Result<()> {
         match self.command {
             Command::Plugin(cmd) => cmd.run(),
