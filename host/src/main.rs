@@ -8,15 +8,8 @@ fn main() -> std::process::ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = switchyard::cli::Cli::parse();
-    // Rust ignores SIGPIPE, so `println!` into a closed pipe (`switchyard eval ... | head`)
-    // panics; a job should end the way other Unix tools do when its reader goes away. Servers
-    // keep ignoring it: a supervisor closing their log pipe must not kill them.
-    #[cfg(unix)]
     if !cli.serves() {
-        // SAFETY: before any thread is spawned.
-        unsafe {
-            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-        }
+        switchyard::cli::end_on_closed_pipe();
     }
     match cli.run() {
         Ok(()) => std::process::ExitCode::SUCCESS,

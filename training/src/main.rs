@@ -222,13 +222,8 @@ fn load_model(dir: &Path, device: tch::Device) -> anyhow::Result<(Transformer, R
 }
 
 fn main() -> anyhow::Result<()> {
-    // Rust ignores SIGPIPE, so `println!` into a closed pipe (`| head`) panics; a batch tool
-    // should end the way other Unix tools do when its reader goes away.
-    #[cfg(unix)]
-    // SAFETY: called first thing, before any thread is spawned.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-    }
+    // Every command here is a job; none serves.
+    switchyard::cli::end_on_closed_pipe();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,wasmtime=warn".into()),
@@ -399,10 +394,7 @@ fn main() -> anyhow::Result<()> {
         Command::Window { runs, keys, every } => {
             let mut read = Vec::new();
             for spec in &runs {
-                let (label, path) = match spec.split_once('=') {
-                    Some((label, path)) => (label.to_string(), PathBuf::from(path)),
-                    None => (spec.clone(), PathBuf::from(spec)),
-                };
+                let (label, path) = labelled(spec).unwrap_or_else(|_| (spec.clone(), PathBuf::from(spec)));
                 let metrics = if path.is_dir() { path.join("metrics.jsonl") } else { path };
                 read.push((label, metrics::read_series(&metrics)?));
             }

@@ -45,6 +45,17 @@ enum Command {
     Sim(sim::SimCommand),
 }
 
+/// Let SIGPIPE end the process, as it does other Unix tools. Rust ignores it, so `println!` into
+/// a closed pipe (`switchyard eval ... | head`) panics instead. For jobs, not servers: a
+/// supervisor closing a server's log pipe must not kill it. Call before spawning threads.
+pub fn end_on_closed_pipe() {
+    #[cfg(unix)]
+    // SAFETY: resets one signal's disposition; called before other threads exist.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 impl Cli {
     /// Whether the command serves (runs until stopped) rather than doing a job and exiting.
     pub fn serves(&self) -> bool {
