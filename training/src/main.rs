@@ -136,6 +136,15 @@ enum Command {
         #[arg(long)]
         external_data: bool,
     },
+    /// Read an exported policy directory (model.onnx + tokenizer files) back into a model
+    /// directory that `--init`, `eval` and `export` take: the weights come from the graph.
+    Import {
+        /// The exported directory, e.g. models/router-r1.
+        #[arg(long)]
+        policy: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Print the router prompt for a question (and its length in tokens, given a tokenizer).
     Prompt {
         #[arg(long, default_value = "Who founded the company that makes the Zephyr 3?")]
@@ -366,6 +375,16 @@ fn main() -> anyhow::Result<()> {
             let (policy, _) = load_model(&model, tch::Device::Cpu)?;
             switchyard_train::export::export_dir(&policy, &model, &out, external_data)?;
             println!("ONNX model written to {}", out.display());
+        }
+        Command::Import { policy, out } => {
+            let model = switchyard_train::export::import_dir(&policy, &out)?;
+            println!(
+                "{} ({} parameters) imported from {} into {}",
+                model.config.model_type,
+                model.config.parameters(),
+                policy.display(),
+                out.display()
+            );
         }
         Command::Prompt { question, tokenizer, common } => {
             let config = TrainConfig::load(common.config.as_deref())?;

@@ -3,4 +3,5 @@
 mod cli;
 mod common;
 mod export_parity;
+mod import;
 mod training;

@@ -8,9 +8,12 @@
 //! computes what `Transformer::forward` computes, operation for operation;
 //! `tests/export_parity.rs` holds the two to 1e-4 on logits and caches through ONNX Runtime.
 //! The protobuf messages are hand-written (`proto`), covering only what the exporter emits.
+//! [`import`] reads such a graph's weights back, so a shipped policy can be trained further.
 
+pub mod import;
 pub mod onnx;
 pub mod package;
 mod proto;
 
+pub use import::import_dir;
 pub use package::export_dir;
