@@ -63,6 +63,7 @@ fn main() {
             sampling: Sampling::GREEDY,
             seed: 0,
             stop: StopSet::new(vec![], vec![]),
+            grammar: None,
         };
         let prompt = |i: usize| ids[i % 17..i % 17 + PROMPT_TOKENS.min(ids.len() - 17)].to_vec();
         model.generator.generate_blocking(prompt(0), generate.clone()).expect("warm-up");

@@ -173,6 +173,10 @@ pub struct PolicyConfig {
     /// Requests decoded together in one batch at most (default 32; 1 disables batching).
     #[serde(default)]
     pub max_batch: Option<usize>,
+    /// Decode under the protocol's tag grammar (`engine::grammar`): tags the grammar forbids
+    /// are never written (default false, as the router was evaluated in EVALUATION.md).
+    #[serde(default)]
+    pub tag_grammar: Option<bool>,
 }
 
 /// What a policy entry runs.
@@ -207,6 +211,7 @@ impl PolicyConfig {
             seed: None,
             threads: None,
             max_batch: None,
+            tag_grammar: None,
         }
     }
 
@@ -478,6 +483,7 @@ impl Config {
                     ("seed", p.seed.is_some()),
                     ("threads", p.threads.is_some()),
                     ("max_batch", p.max_batch.is_some()),
+                    ("tag_grammar", p.tag_grammar.is_some()),
                 ];
                 if let Some((name, _)) = onnx_only.iter().find(|(_, set)| *set) {
                     return Err(self.err(field(name), "applies to `onnx` policies only, not to a strategy"));
@@ -570,6 +576,7 @@ impl Config {
             max_new_tokens: p.max_new_tokens,
             prompt_template,
             seed: p.seed.unwrap_or(0),
+            tag_grammar: p.tag_grammar.unwrap_or(false),
         })
     }
 

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use switchyard::policy::{GenerateOptions, Model, ModelOptions, Sampling, SessionOptions, StopSet};
 use switchyard_tests::router;
-use switchyard_train::generate::{Sampling as TchSampling, generate};
+use switchyard_train::generate::{Sampling as TchSampling, TurnInput, generate};
 use switchyard_train::model::{Config, Transformer};
 use switchyard_train::tokenizer::RouterTokenizer;
 
@@ -61,6 +61,7 @@ fn ort_run(dir: &Path, tokenizer: &RouterTokenizer, n: usize) -> Row {
         sampling: Sampling::GREEDY,
         seed: 0,
         stop: StopSet::new(vec![], vec![]),
+        grammar: None,
     };
     let contexts: Vec<Vec<u32>> =
         prompts(n).iter().map(|p| tokenizer.encode(p).unwrap().iter().map(|&t| t as u32).collect()).collect();
@@ -85,7 +86,8 @@ fn ort_run(dir: &Path, tokenizer: &RouterTokenizer, n: usize) -> Row {
 }
 
 fn tch_run(model: &Transformer, tokenizer: &RouterTokenizer, n: usize) -> Row {
-    let contexts: Vec<Vec<i64>> = prompts(n).iter().map(|p| tokenizer.encode(p).unwrap()).collect();
+    let contexts: Vec<TurnInput> =
+        prompts(n).iter().map(|p| TurnInput { context: tokenizer.encode(p).unwrap(), final_turn: false }).collect();
     generate(model, tokenizer, &contexts[..1], &TchSampling::greedy(4)).unwrap();
     let started = Instant::now();
     generate(model, tokenizer, &contexts, &TchSampling::greedy(1)).unwrap();

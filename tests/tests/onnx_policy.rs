@@ -20,7 +20,7 @@ use switchyard::policy::{
 use switchyard_tests::router::{self, RouterFixture, switchyard_binary};
 use switchyard_tests::server::{TestServer, pool_config};
 use switchyard_tests::{backend, pool};
-use switchyard_train::generate::{Sampling as TchSampling, generate};
+use switchyard_train::generate::{Sampling as TchSampling, TurnInput, generate};
 use switchyard_train::tokenizer::END_OF_TURN;
 
 fn options(label: &str) -> ModelOptions {
@@ -43,7 +43,7 @@ fn load_error(dir: &Path) -> String {
 }
 
 fn greedy(model: &Model, max_new_tokens: usize) -> GenerateOptions {
-    GenerateOptions { max_new_tokens, sampling: Sampling::GREEDY, seed: 0, stop: model.stops(&[]) }
+    GenerateOptions { max_new_tokens, sampling: Sampling::GREEDY, seed: 0, stop: model.stops(&[]), grammar: None }
 }
 
 /// The router prompt for `question` over the test pool, as training renders it.
@@ -65,7 +65,8 @@ fn prompts() -> Vec<String> {
 fn tch_greedy(fixture: &RouterFixture, prompt: &str, max_new_tokens: usize) -> (Vec<u32>, String) {
     let (model, tokenizer) = (fixture.model(), fixture.tokenizer());
     let ids = tokenizer.encode(prompt).unwrap();
-    let out = generate(&model, &tokenizer, &[ids], &TchSampling::greedy(max_new_tokens)).unwrap().remove(0);
+    let turn = TurnInput { context: ids, final_turn: false };
+    let out = generate(&model, &tokenizer, &[turn], &TchSampling::greedy(max_new_tokens)).unwrap().remove(0);
     let tokens = out.tokens.iter().map(|&t| t as u32).collect();
     let text = StopSet::new(vec![], STOP_STRINGS.iter().map(|s| s.to_string()).collect()).cut(&out.text).to_string();
     (tokens, text)
@@ -161,6 +162,7 @@ fn seeded_sampling_is_reproducible_whatever_runs_alongside() {
         sampling: Sampling { temperature: 1.0, top_p: 0.95 },
         seed,
         stop: StopSet::new(vec![], vec![]),
+        grammar: None,
     };
     let alone = model.generator.generate_blocking(ids.clone(), sampled(11)).unwrap();
     let again = model.generator.generate_blocking(ids.clone(), sampled(11)).unwrap();
@@ -181,6 +183,44 @@ fn seeded_sampling_is_reproducible_whatever_runs_alongside() {
     assert_ne!(crowded[1].tokens, alone.tokens, "another seed samples differently");
     let greedy_tokens = model.generator.generate_blocking(ids, greedy(&model, 32)).unwrap().tokens;
     assert_ne!(alone.tokens, greedy_tokens, "sampling is not greedy");
+}
+
+/// Sampled freely, the random fixture writes tags the protocol forbids where it writes them;
+/// under the tag grammar it never does (checked token by token against the grammar), on
+/// routed and final turns alike.
+#[test]
+fn the_tag_grammar_keeps_sampled_turns_to_the_protocol() {
+    use std::sync::Arc;
+    use switchyard::engine::grammar::{TagTokens, TurnGrammar};
+    use switchyard::policy::sequence::TurnConstraint;
+
+    let fixture = router::shared();
+    let model = load(&fixture.export);
+    let tags = Arc::new(TagTokens::new(|t| model.tokenizer.token_to_id(t), model.stops(&[]).ids()));
+    assert!(!tags.has_no_tags(), "the fixture's tokenizer has the tags as tokens");
+    let ids = model.tokenizer.encode(&prompts()[0]).unwrap();
+    let violations = |grammar: bool, final_turn: bool| -> usize {
+        let mut count = 0;
+        for seed in 0..30 {
+            let options = GenerateOptions {
+                max_new_tokens: 48,
+                sampling: Sampling { temperature: 1.5, top_p: 1.0 },
+                seed,
+                stop: StopSet::new(vec![], vec![]),
+                grammar: grammar.then(|| TurnConstraint { tags: tags.clone(), final_turn }),
+            };
+            let generation = model.generator.generate_blocking(ids.clone(), options).unwrap();
+            let mut state = TurnGrammar::new(final_turn);
+            for &token in &generation.tokens {
+                count += usize::from(tags.forbidden_ids(tags.forbidden(&state)).any(|id| id == token));
+                tags.observe(&mut state, token);
+            }
+        }
+        count
+    };
+    assert!(violations(false, false) > 0, "the test needs a model that breaks the grammar unconstrained");
+    assert_eq!(violations(true, false), 0);
+    assert_eq!(violations(true, true), 0);
 }
 
 #[test]

@@ -101,7 +101,7 @@ async fn injected_errors_truncation_and_latency() {
 
 #[tokio::test]
 async fn the_teacher_writes_well_formed_trajectories_that_mostly_answer_right() {
-    use switchyard::plugin::types::{CostBounds, Metric, RewardParams, ScoringInput};
+    use switchyard::plugin::types::{Author, CostBounds, Metric, RewardParams, ScoringInput};
     use switchyard::plugin::{Plugin, Reward};
     use switchyard::sim::embedded;
     use switchyard::sim::teacher::TeacherPolicy;
@@ -125,6 +125,15 @@ async fn the_teacher_writes_well_formed_trajectories_that_mostly_answer_right() 
             )
             .unwrap();
         assert_eq!(scored.format, 0.0, "{:?}\n{}", scored.format_errors, trace.text());
+        // The decoding grammar forbids nothing the teacher writes (so it cannot forbid a
+        // trajectory the warm-up teaches).
+        let router_turns = trace.trajectory.segments.iter().filter(|s| s.author == Author::Router);
+        for (turn, segment) in router_turns.enumerate() {
+            let final_turn = turn as u32 == config.engine.max_turns;
+            if let Err(e) = switchyard::engine::grammar::check_turn(&segment.text, final_turn) {
+                panic!("teacher turn {turn}: {e}\n{}", trace.text());
+            }
+        }
         em += scored.exact_match;
         calls += trace.trajectory.calls.len();
         multi_model += usize::from(trace.models_called().len() > 1);

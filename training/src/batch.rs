@@ -3,8 +3,14 @@
 //! A sequence's `loss_mask[t]` says whether token t is one the policy wrote; position t-1
 //! predicts it, so the shifted masks line up with the logits of positions 0..len-1.
 //! Invariant: padding, prompt and inserted information tokens have mask 0 everywhere.
+//! Sampled under the tag grammar, a target also carries the logit bias it was drawn with
+//! ([`Batch::with_forbidden`]); [`Batch::constrain`] applies it, so log-probabilities, ratios,
+//! the KL and the entropy are those of the distribution the rollout sampled from.
 
 use tch::{Device, Kind, Tensor};
+
+use crate::generate::{column_index, forbidden_bias};
+use switchyard::engine::grammar::TagTokens;
 
 /// Right-padded sequences.
 pub struct Batch {
@@ -16,6 +22,9 @@ pub struct Batch {
     pub targets: Tensor,
     /// `[batch, len - 1]` float: 1 where that target was written by the policy.
     pub action_mask: Tensor,
+    /// The grammar's column ids `[columns]` and, per target, the bias its logits at those
+    /// columns were sampled with, `[batch, len - 1, columns]`.
+    pub forbidden: Option<(Tensor, Tensor)>,
 }
 
 impl Batch {
@@ -33,7 +42,47 @@ impl Batch {
         let attention_mask = Tensor::from_slice(&attn).view(shape).to_device(device);
         let loss = Tensor::from_slice(&loss).view(shape).to_device(device);
         let n = width as i64 - 1;
-        Batch { targets: input_ids.narrow(1, 1, n), action_mask: loss.narrow(1, 1, n), input_ids, attention_mask }
+        Batch {
+            targets: input_ids.narrow(1, 1, n),
+            action_mask: loss.narrow(1, 1, n),
+            input_ids,
+            attention_mask,
+            forbidden: None,
+        }
+    }
+
+    /// Attach each sequence's per-token forbidden bits (as sampled, aligned with its tokens).
+    /// Sequences without any bits set leave the batch unconstrained.
+    pub fn with_forbidden(mut self, tags: &TagTokens, rows: &[&[u32]]) -> Batch {
+        if tags.has_no_tags() || rows.iter().all(|r| r.iter().all(|b| *b == 0)) {
+            return self;
+        }
+        let device = self.input_ids.device();
+        let width = self.input_ids.size()[1] as usize;
+        let bits: Vec<u32> =
+            rows.iter().flat_map(|r| r.iter().copied().chain(std::iter::repeat(0)).take(width)).collect();
+        let columns = tags.ids().len() as i64;
+        let bias = forbidden_bias(tags, &bits, device).view([rows.len() as i64, width as i64, columns]);
+        // Token t was sampled from the logits at position t - 1.
+        let n = width as i64 - 1;
+        self.forbidden = Some((column_index(tags, device), bias.narrow(1, 1, n)));
+        self
+    }
+
+    /// The logits of positions 0..len-1 `[batch, len - 1, vocab]`, with the sampling bias added
+    /// where the batch has one.
+    pub fn constrain(&self, logits: &Tensor) -> Tensor {
+        self.constrain_rows(logits, 0, self.targets.size()[0])
+    }
+
+    /// [`Batch::constrain`] for the logits of rows `start..start + size` (a mini-batch).
+    pub fn constrain_rows(&self, logits: &Tensor, start: i64, size: i64) -> Tensor {
+        let n = self.targets.size()[1];
+        let logits = logits.narrow(1, 0, n);
+        match &self.forbidden {
+            Some((columns, bias)) => logits.index_add(2, columns, &bias.narrow(0, start, size)),
+            None => logits,
+        }
     }
 
     /// Number of policy-written target tokens.
@@ -74,6 +123,31 @@ pub fn sequence_mean(x: &Tensor, mask: &Tensor) -> Tensor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn forbidden_bits_mask_the_logits_that_sampled_each_token() {
+        // Tag ids 3.. ; a vocabulary of 16.
+        let tags = TagTokens::new(
+            |t| switchyard::engine::grammar::Tag::ALL.iter().position(|x| x.text() == t).map(|i| 3 + i as u32),
+            &[],
+        );
+        let tokens: [i64; 4] = [1, 2, 7, 9];
+        let generated = [false, true, true, true];
+        // Token 2 (the third) was sampled with column 0 (id 3) forbidden.
+        let bits = [0u32, 0, 1, 0];
+        let batch = Batch::new(&[(&tokens, &generated)], 0, Device::Cpu).with_forbidden(&tags, &[&bits]);
+        let logits = Tensor::zeros([1, 4, 16], (Kind::Float, Device::Cpu));
+        let logp = batch.constrain(&logits).log_softmax(-1, Kind::Float);
+        // Target position 1 predicts token 2: id 3 has no probability there, and only there.
+        assert!(logp.double_value(&[0, 1, 3]) < -1e8);
+        assert!(logp.double_value(&[0, 0, 3]) > -10.0 && logp.double_value(&[0, 2, 3]) > -10.0);
+        // Entropy stays finite under the mask.
+        let (_, entropy) = logprobs_and_entropy(&batch.constrain(&logits), &batch.targets);
+        assert!(entropy.isfinite().all().int64_value(&[]) == 1);
+        // Without bits, no constraint.
+        let plain = Batch::new(&[(&tokens, &generated)], 0, Device::Cpu).with_forbidden(&tags, &[&[0; 4]]);
+        assert!(plain.forbidden.is_none());
+    }
 
     #[test]
     fn sequence_mean_weighs_rows_equally_and_token_mean_weighs_tokens() {

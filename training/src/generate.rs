@@ -2,6 +2,11 @@
 //! in one pass, then every row samples one token per step until it writes a stop token, a
 //! stop string (which may span tokens) or runs out of new tokens.
 //!
+//! With [`Sampling::tag_grammar`] each row follows the protocol's tag grammar
+//! (`switchyard::engine::grammar`): tag and stop tokens the grammar forbids get
+//! [`FORBIDDEN_LOGIT`] before sampling, and each generated token records which columns were
+//! forbidden, so the learner can score it under the distribution it was drawn from.
+//!
 //! Invariants: a row's tokens end exactly at its stop (a stop string completed mid-token
 //! keeps that token, nothing after it); a finished row is still fed padding so shapes stay
 //! fixed, and nothing it produces afterwards is kept; sampling draws from torch's global
@@ -12,7 +17,12 @@ use tch::{Kind, Tensor};
 
 use crate::model::{Transformer, position_ids};
 use crate::tokenizer::RouterTokenizer;
+use switchyard::engine::grammar::{TagTokens, TurnGrammar};
 use switchyard::engine::protocol::STOP_STRINGS;
+
+/// Added to a forbidden token's logit: finite, so log-softmax and entropy stay free of NaN
+/// (`0 * -inf`), and far enough below any real logit that its probability is exactly 0.
+pub const FORBIDDEN_LOGIT: f64 = -1e9;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -23,19 +33,30 @@ pub struct Sampling {
     pub top_p: f64,
     /// Cap on one turn's new tokens.
     pub max_new_tokens: usize,
+    /// Constrain tag tokens to the protocol's grammar (off by default, so the runs recorded
+    /// before it existed replay unchanged).
+    pub tag_grammar: bool,
 }
 
 impl Sampling {
     pub fn greedy(max_new_tokens: usize) -> Sampling {
-        Sampling { temperature: 0.0, top_p: 1.0, max_new_tokens }
+        Sampling { temperature: 0.0, top_p: 1.0, max_new_tokens, tag_grammar: false }
     }
 }
 
 impl Default for Sampling {
     /// The reference's rollout setting.
     fn default() -> Self {
-        Sampling { temperature: 1.0, top_p: 0.95, max_new_tokens: 128 }
+        Sampling { temperature: 1.0, top_p: 0.95, max_new_tokens: 128, tag_grammar: false }
     }
+}
+
+/// One turn to write: the context so far, and whether routing is still allowed.
+#[derive(Clone, Debug)]
+pub struct TurnInput {
+    pub context: Vec<i64>,
+    /// The engine's final turn: no `<search>` may be opened.
+    pub final_turn: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -44,6 +65,9 @@ pub struct Generated {
     pub text: String,
     /// False when the row ran out of new tokens before a stop.
     pub stopped: bool,
+    /// Per token, the bits of [`TagTokens::forbidden`] its distribution was masked with (all 0
+    /// without the grammar).
+    pub forbidden: Vec<u32>,
 }
 
 /// Next token per row from `[batch, vocab]` logits.
@@ -63,19 +87,36 @@ pub fn sample(logits: &Tensor, sampling: &Sampling) -> Tensor {
     probs.multinomial(1, false).squeeze_dim(-1)
 }
 
-/// Generate a continuation of each context.
+/// `[rows, columns]` additive logit bias from each row's forbidden bits over `tags`' columns.
+pub fn forbidden_bias(tags: &TagTokens, bits: &[u32], device: tch::Device) -> Tensor {
+    let columns = tags.ids().len();
+    let values: Vec<f32> = bits
+        .iter()
+        .flat_map(|b| (0..columns).map(move |i| if b & (1 << i) != 0 { FORBIDDEN_LOGIT as f32 } else { 0.0 }))
+        .collect();
+    Tensor::from_slice(&values).view([bits.len() as i64, columns as i64]).to_device(device)
+}
+
+/// The column ids of `tags` as an index tensor.
+pub fn column_index(tags: &TagTokens, device: tch::Device) -> Tensor {
+    let ids: Vec<i64> = tags.ids().into_iter().map(i64::from).collect();
+    Tensor::from_slice(&ids).to_device(device)
+}
+
+/// Generate a continuation of each turn's context.
 pub fn generate(
     model: &Transformer,
     tokenizer: &RouterTokenizer,
-    contexts: &[Vec<i64>],
+    turns: &[TurnInput],
     sampling: &Sampling,
 ) -> anyhow::Result<Vec<Generated>> {
+    let contexts: Vec<&[i64]> = turns.iter().map(|t| t.context.as_slice()).collect();
     let batch = contexts.len();
     if batch == 0 {
         return Ok(Vec::new());
     }
     let device = model.device();
-    let width = contexts.iter().map(Vec::len).max().unwrap_or(0).max(1);
+    let width = contexts.iter().map(|c| c.len()).max().unwrap_or(0).max(1);
     let mut ids = Vec::with_capacity(batch * width);
     let mut mask = Vec::with_capacity(batch * width);
     for c in contexts {
@@ -86,14 +127,23 @@ pub fn generate(
     let shape = [batch as i64, width as i64];
     let ids = Tensor::from_slice(&ids).view(shape).to_device(device);
     let mut mask = Tensor::from_slice(&mask).view(shape).to_device(device);
-    let mut rows: Vec<Generated> = vec![Generated { tokens: Vec::new(), text: String::new(), stopped: false }; batch];
+    let mut rows: Vec<Generated> =
+        vec![Generated { tokens: Vec::new(), text: String::new(), stopped: false, forbidden: Vec::new() }; batch];
     let mut done = vec![false; batch];
+    let tags = &tokenizer.tags;
+    let constrained = sampling.tag_grammar && !tags.has_no_tags();
+    let mut grammars: Vec<TurnGrammar> = turns.iter().map(|t| TurnGrammar::new(t.final_turn)).collect();
+    let columns = constrained.then(|| column_index(tags, device));
     tch::no_grad(|| -> anyhow::Result<()> {
         let out = model.forward(&ids, &mask, &position_ids(&mask), &[]);
         let mut past = out.present;
         let mut logits = out.logits.select(1, -1);
         let mut next_position = mask.sum_dim_intlist(1, false, Kind::Int64);
         for _ in 0..sampling.max_new_tokens {
+            let bits: Vec<u32> = grammars.iter().map(|g| if constrained { tags.forbidden(g) } else { 0 }).collect();
+            if let Some(columns) = &columns {
+                logits = logits.index_add(1, columns, &forbidden_bias(tags, &bits, device));
+            }
             let next: Vec<i64> = Vec::try_from(sample(&logits, sampling).to_device(tch::Device::Cpu))?;
             for (row, &token) in next.iter().enumerate() {
                 if done[row] {
@@ -101,10 +151,15 @@ pub fn generate(
                 }
                 let r = &mut rows[row];
                 r.tokens.push(token);
+                r.forbidden.push(bits[row]);
+                if let Ok(t) = u32::try_from(token) {
+                    tags.observe(&mut grammars[row], t);
+                }
                 if tokenizer.stop_ids.contains(&token) {
                     r.stopped = true;
                 } else {
                     r.stopped = cut_at_stop_string(tokenizer, &mut r.tokens)?;
+                    r.forbidden.truncate(r.tokens.len());
                 }
                 done[row] = r.stopped;
             }
@@ -184,10 +239,57 @@ mod tests {
         let logits = Tensor::from_slice(&[0.0f32, 5.0, 1.0, 4.9]).view([1, 4]);
         assert_eq!(sample(&logits, &Sampling::greedy(1)).int64_value(&[0]), 1);
         // With top_p tiny only the most likely token can be drawn.
-        let s = Sampling { temperature: 1.0, top_p: 0.01, max_new_tokens: 1 };
+        let s = Sampling { temperature: 1.0, top_p: 0.01, max_new_tokens: 1, tag_grammar: false };
         for _ in 0..20 {
             assert_eq!(sample(&logits, &s).int64_value(&[0]), 1);
         }
+    }
+
+    /// Sampled hot from a random model, rows write forbidden tags freely; under the grammar
+    /// none, and each token records the mask it was drawn under.
+    #[test]
+    fn the_tag_grammar_masks_forbidden_tags_and_records_the_mask() {
+        let t = tokenizer();
+        assert!(!t.tags.has_no_tags());
+        tch::manual_seed(1);
+        let config = crate::model::Config {
+            hidden_size: 16,
+            intermediate_size: 32,
+            num_hidden_layers: 1,
+            num_attention_heads: 2,
+            num_key_value_heads: 1,
+            ..crate::model::Config::tiny(t.vocab_size() as i64)
+        };
+        let m = Transformer::new(config, tch::Device::Cpu).unwrap();
+        // Tag tokens made likely, so the unconstrained rows do write them.
+        tch::no_grad(|| {
+            let mut vars = m.vs.variables();
+            let embed = vars.get_mut("model.embed_tokens.weight").unwrap();
+            for id in t.tags.ids() {
+                let _ = embed.get(i64::from(id)).f_mul_scalar_(8.0).unwrap();
+            }
+        });
+        let turns: Vec<TurnInput> =
+            (0..16).map(|i| TurnInput { context: t.encode("ask model-1").unwrap(), final_turn: i % 2 == 0 }).collect();
+        let violations = |grammar: bool| {
+            let s = Sampling { temperature: 1.5, top_p: 1.0, max_new_tokens: 40, tag_grammar: grammar };
+            tch::manual_seed(2);
+            let rows = generate(&m, &t, &turns, &s).unwrap();
+            let mut count = 0;
+            for (row, turn) in rows.iter().zip(&turns) {
+                assert_eq!(row.forbidden.len(), row.tokens.len());
+                let mut state = TurnGrammar::new(turn.final_turn);
+                for (i, &token) in row.tokens.iter().enumerate() {
+                    let bits = t.tags.forbidden(&state);
+                    assert_eq!(row.forbidden[i], if grammar { bits } else { 0 });
+                    count += usize::from(t.tags.forbidden_ids(bits).any(|id| i64::from(id) == token));
+                    t.tags.observe(&mut state, token as u32);
+                }
+            }
+            count
+        };
+        assert!(violations(false) > 0, "the test needs a model that breaks the grammar unconstrained");
+        assert_eq!(violations(true), 0);
     }
 
     #[test]
@@ -203,8 +305,11 @@ mod tests {
             ..crate::model::Config::tiny(t.vocab_size() as i64)
         };
         let m = Transformer::new(config, tch::Device::Cpu).unwrap();
-        let contexts = vec![t.encode("ask model-1").unwrap(), t.encode("x").unwrap()];
-        let out = generate(&m, &t, &contexts, &Sampling::greedy(5)).unwrap();
+        let turns: Vec<TurnInput> = ["ask model-1", "x"]
+            .iter()
+            .map(|c| TurnInput { context: t.encode(c).unwrap(), final_turn: false })
+            .collect();
+        let out = generate(&m, &t, &turns, &Sampling::greedy(5)).unwrap();
         for row in &out {
             assert!(row.tokens.len() <= 5);
             assert_eq!(

@@ -123,6 +123,10 @@ enum Command {
         /// Write each trajectory and its reward as a JSON line here.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Decode under the protocol's tag grammar (`rl.sampling.tag_grammar`), whatever the
+        /// config says.
+        #[arg(long)]
+        tag_grammar: bool,
         #[command(flatten)]
         common: Common,
     },
@@ -312,14 +316,8 @@ fn main() -> anyhow::Result<()> {
             let out =
                 sft::train(&model, &tokenizer, &examples, &copies, &config.sft, config.seed, &run_dir, !common.quiet)?;
             plot(&run_dir, "supervised warm-up");
-            let eval = rl::evaluate(
-                &model,
-                &tokenizer,
-                &env,
-                Split::Dev,
-                config.rl.eval_questions,
-                config.rl.sampling.max_new_tokens,
-            )?;
+            let eval =
+                rl::evaluate(&model, &tokenizer, &env, Split::Dev, config.rl.eval_questions, &config.rl.sampling)?;
             print_eval("after warm-up", &rl::summarise(&eval, ""));
             println!("model written to {}", out.display());
         }
@@ -348,13 +346,13 @@ fn main() -> anyhow::Result<()> {
             plot(&run_dir, &format!("{:?}", config.rl.algorithm).to_uppercase());
             println!("model written to {}", out.display());
         }
-        Command::Eval { model, questions, split, alpha, out, common } => {
+        Command::Eval { model, questions, split, alpha, out, tag_grammar, common } => {
             let mut config = TrainConfig::load(common.config.as_deref())?;
             config.env.reward.alpha = alpha.unwrap_or(config.env.reward.alpha);
+            config.rl.sampling.tag_grammar |= tag_grammar;
             let (policy, tokenizer) = load_model(&model, device(&common.device)?)?;
             let env = Environment::new(config.env.clone(), common.plugins.as_deref())?;
-            let eval =
-                rl::evaluate(&policy, &tokenizer, &env, split.into(), questions, config.rl.sampling.max_new_tokens)?;
+            let eval = rl::evaluate(&policy, &tokenizer, &env, split.into(), questions, &config.rl.sampling)?;
             let name = format!("{split:?}").to_lowercase();
             print_eval(&format!("{} on {} {name} questions", model.display(), eval.len()), &rl::summarise(&eval, ""));
             if let Some(out) = out {

@@ -36,6 +36,7 @@ use crate::model::{Transformer, position_ids};
 use crate::optim::AdamW;
 use crate::rollout::{Rollout, rollouts};
 use crate::tokenizer::RouterTokenizer;
+use switchyard::engine::grammar::TagTokens;
 use switchyard::sim::questions::{Question, Split};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -221,12 +222,14 @@ pub fn evaluate(
     env: &Environment,
     split: Split,
     n: usize,
-    max_new_tokens: usize,
+    sampling: &Sampling,
 ) -> anyhow::Result<Vec<Rollout>> {
+    // Greedy, with the rollouts' turn budget and grammar.
+    let greedy = Sampling { temperature: 0.0, top_p: 1.0, ..sampling.clone() };
     let questions: Vec<Question> = env.split(split).into_iter().take(n).collect();
     let mut all = Vec::new();
     for chunk in questions.chunks(64) {
-        all.extend(rollouts(model, tokenizer, env, chunk, &Sampling::greedy(max_new_tokens), 0)?);
+        all.extend(rollouts(model, tokenizer, env, chunk, &greedy, 0)?);
     }
     Ok(all)
 }
@@ -240,10 +243,18 @@ pub struct Learner<'a> {
     value_opt: AdamW,
     pub opts: RlOptions,
     pad_id: i64,
+    /// The tokenizer's grammar columns, to score rollouts sampled under the tag grammar.
+    tags: TagTokens,
 }
 
 impl<'a> Learner<'a> {
-    pub fn new(policy: &'a Transformer, reference: &'a Transformer, opts: RlOptions, pad_id: i64) -> Learner<'a> {
+    pub fn new(
+        policy: &'a Transformer,
+        reference: &'a Transformer,
+        opts: RlOptions,
+        tokenizer: &RouterTokenizer,
+    ) -> Learner<'a> {
+        let (pad_id, tags) = (tokenizer.pad_id, tokenizer.tags.clone());
         let value = ValueHead::new(policy.config.hidden_size, policy.device());
         let trainable = policy
             .vs
@@ -260,7 +271,7 @@ impl<'a> Learner<'a> {
             .collect();
         let policy_opt = AdamW::new(trainable, opts.lr, 0.0);
         let value_opt = AdamW::new(value.vs.variables().into_iter().collect(), opts.value_lr, 0.0);
-        Learner { policy, reference, value, policy_opt, value_opt, opts, pad_id }
+        Learner { policy, reference, value, policy_opt, value_opt, opts, pad_id, tags }
     }
 
     pub fn save_extra(&self, dir: &std::path::Path) -> anyhow::Result<()> {
@@ -283,7 +294,8 @@ impl<'a> Learner<'a> {
         let device = self.policy.device();
         let seqs: Vec<(&[i64], &[bool])> =
             rollouts.iter().map(|r| (r.tokens.as_slice(), r.generated.as_slice())).collect();
-        let batch = Batch::new(&seqs, self.pad_id, device);
+        let forbidden: Vec<&[u32]> = rollouts.iter().map(|r| r.forbidden.as_slice()).collect();
+        let batch = Batch::new(&seqs, self.pad_id, device).with_forbidden(&self.tags, &forbidden);
         let positions = position_ids(&batch.attention_mask);
         let len = batch.targets.size()[1];
         // Log-probabilities under the distribution the rollouts were sampled from: the logits
@@ -293,10 +305,10 @@ impl<'a> Learner<'a> {
         // Old and reference log-probabilities and old values, without gradients.
         let (old_logp, ref_logp, old_values) = tch::no_grad(|| {
             let (hidden, _) = self.policy.hidden_states(&batch.input_ids, &batch.attention_mask, &positions, &[]);
-            let old = logprobs(&(self.policy.lm_head(&hidden) / temperature), &batch.targets);
+            let old = logprobs(&batch.constrain(&(self.policy.lm_head(&hidden) / temperature)), &batch.targets);
             let reference =
                 self.reference.forward(&batch.input_ids, &batch.attention_mask, &positions, &[]).logits / temperature;
-            let refp = logprobs(&reference, &batch.targets);
+            let refp = logprobs(&batch.constrain(&reference), &batch.targets);
             let values = self.value.forward(&hidden.narrow(1, 0, len));
             (old, refp, values)
         });
@@ -349,8 +361,8 @@ impl<'a> Learner<'a> {
                     &pick(&positions),
                     &[],
                 );
-                let (logp, entropy) =
-                    logprobs_and_entropy(&(self.policy.lm_head(&hidden) / temperature), &pick(&batch.targets));
+                let logits = batch.constrain_rows(&(self.policy.lm_head(&hidden) / temperature), start, size);
+                let (logp, entropy) = logprobs_and_entropy(&logits, &pick(&batch.targets));
                 let ratio = (&logp - pick(&old_logp)).exp();
                 let adv = pick(&advantages);
                 let unclipped = &ratio * &adv;
@@ -416,7 +428,7 @@ pub fn train(
     run: &RunDir,
     progress: bool,
 ) -> anyhow::Result<std::path::PathBuf> {
-    let mut learner = Learner::new(policy, reference, opts.clone(), tokenizer.pad_id);
+    let mut learner = Learner::new(policy, reference, opts.clone(), tokenizer);
     let mut start = 0;
     if let Some((dir, state)) = run.latest() {
         let loaded = Transformer::load(&dir, policy.device())?;
@@ -437,7 +449,7 @@ pub fn train(
     let bar = crate::progress_bar(opts.steps, progress);
     bar.set_position(start);
     if start == 0 && opts.eval_questions > 0 {
-        let eval = evaluate(policy, tokenizer, env, Split::Dev, opts.eval_questions, opts.sampling.max_new_tokens)?;
+        let eval = evaluate(policy, tokenizer, env, Split::Dev, opts.eval_questions, &opts.sampling)?;
         let mut record = summarise(&eval, "eval_");
         record.insert("step".into(), json!(0));
         log.write(&record)?;
@@ -458,7 +470,7 @@ pub fn train(
         record.insert("rollout_s".into(), json!(rollout_s));
         record.insert("update_s".into(), json!(update_s));
         if opts.eval_questions > 0 && (done % opts.eval_every == 0 || done == opts.steps) {
-            let eval = evaluate(policy, tokenizer, env, Split::Dev, opts.eval_questions, opts.sampling.max_new_tokens)?;
+            let eval = evaluate(policy, tokenizer, env, Split::Dev, opts.eval_questions, &opts.sampling)?;
             record.extend(summarise(&eval, "eval_"));
         }
         bar.set_message(format!(

@@ -18,7 +18,7 @@ use futures_util::future::BoxFuture;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::env::Environment;
-use crate::generate::{Generated, Sampling, generate};
+use crate::generate::{Generated, Sampling, TurnInput, generate};
 use crate::model::Transformer;
 use crate::tokenizer::RouterTokenizer;
 use switchyard::engine::{self, Episode, Policy, PolicyError, Trace};
@@ -32,6 +32,9 @@ pub struct Rollout {
     pub tokens: Vec<i64>,
     /// True where the policy wrote the token.
     pub generated: Vec<bool>,
+    /// Per token, the tag-grammar columns masked when it was sampled (0 for tokens the policy
+    /// did not write, and everywhere without the grammar).
+    pub forbidden: Vec<u32>,
     pub prompt_len: usize,
     pub trace: Trace,
     pub reward: RewardBreakdown,
@@ -48,6 +51,7 @@ struct TurnRequest {
     episode: usize,
     /// Host text inserted since the policy's previous turn (empty on the first turn).
     host_text: String,
+    final_turn: bool,
     reply: oneshot::Sender<Result<String, String>>,
 }
 
@@ -80,7 +84,7 @@ impl Policy for TokenPolicy {
             .map(|s| s.text.as_str())
             .collect();
         let (reply, answer) = oneshot::channel();
-        let request = TurnRequest { episode: self.episode, host_text, reply };
+        let request = TurnRequest { episode: self.episode, host_text, final_turn: episode.final_turn, reply };
         let sent = self.to_batcher.send(Message::Turn(request));
         Box::pin(async move {
             let error = |message: String| PolicyError { policy: self.name().to_string(), message };
@@ -92,7 +96,7 @@ impl Policy for TokenPolicy {
 
 /// Writes one turn for each of a batch of token contexts.
 pub trait TurnWriter {
-    fn write_turns(&self, contexts: &[Vec<i64>]) -> anyhow::Result<Vec<Generated>>;
+    fn write_turns(&self, turns: &[TurnInput]) -> anyhow::Result<Vec<Generated>>;
 }
 
 /// The policy model sampling turns.
@@ -103,8 +107,8 @@ pub struct ModelWriter<'a> {
 }
 
 impl TurnWriter for ModelWriter<'_> {
-    fn write_turns(&self, contexts: &[Vec<i64>]) -> anyhow::Result<Vec<Generated>> {
-        generate(self.model, self.tokenizer, contexts, self.sampling)
+    fn write_turns(&self, turns: &[TurnInput]) -> anyhow::Result<Vec<Generated>> {
+        generate(self.model, self.tokenizer, turns, self.sampling)
     }
 }
 
@@ -134,6 +138,7 @@ pub fn run_episodes(
     let (to_batcher, mut inbox) = mpsc::unbounded_channel();
     let mut tokens = Vec::with_capacity(n);
     let mut generated = Vec::with_capacity(n);
+    let mut forbidden: Vec<Vec<u32>> = Vec::with_capacity(n);
     let mut prompt_lens = Vec::with_capacity(n);
     for (i, q) in questions.iter().enumerate() {
         let pool = env.episode_pool(seed, i)?;
@@ -141,6 +146,7 @@ pub fn run_episodes(
         let ids = tokenizer.encode(&prompt)?;
         prompt_lens.push(ids.len());
         generated.push(vec![false; ids.len()]);
+        forbidden.push(vec![0; ids.len()]);
         tokens.push(ids);
         let policy = TokenPolicy { episode: i, to_batcher: to_batcher.clone() };
         let (engine_config, question, done) = (env.engine.clone(), q.question.clone(), to_batcher.clone());
@@ -168,12 +174,19 @@ pub fn run_episodes(
             for r in &waiting {
                 let host = tokenizer.encode(&r.host_text)?;
                 generated[r.episode].extend(std::iter::repeat_n(false, host.len()));
+                forbidden[r.episode].extend(std::iter::repeat_n(0, host.len()));
                 tokens[r.episode].extend(host);
             }
-            let contexts: Vec<Vec<i64>> = waiting.iter().map(|r| tokens[r.episode].clone()).collect();
-            let turns = writer.write_turns(&contexts)?;
+            let inputs: Vec<TurnInput> = waiting
+                .iter()
+                .map(|r| TurnInput { context: tokens[r.episode].clone(), final_turn: r.final_turn })
+                .collect();
+            let turns = writer.write_turns(&inputs)?;
             for (r, turn) in waiting.drain(..).zip(turns) {
+                anyhow::ensure!(turn.forbidden.is_empty() || turn.forbidden.len() == turn.tokens.len());
                 generated[r.episode].extend(std::iter::repeat_n(true, turn.tokens.len()));
+                let masks = turn.forbidden.iter().copied().chain(std::iter::repeat(0));
+                forbidden[r.episode].extend(masks.take(turn.tokens.len()));
                 tokens[r.episode].extend(turn.tokens);
                 let _ = r.reply.send(Ok(turn.text));
             }
@@ -194,6 +207,7 @@ pub fn run_episodes(
             question,
             tokens: std::mem::take(&mut tokens[i]),
             generated: std::mem::take(&mut generated[i]),
+            forbidden: std::mem::take(&mut forbidden[i]),
             prompt_len: prompt_lens[i],
             trace,
             reward,

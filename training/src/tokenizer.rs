@@ -14,6 +14,7 @@ use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::processors::PostProcessorWrapper;
 use tokenizers::{AddedToken, Tokenizer, TokenizerImpl};
 
+use switchyard::engine::grammar::TagTokens;
 use switchyard::engine::protocol;
 
 /// Framing tokens (ChatML); `<|endoftext|>` pads.
@@ -52,6 +53,9 @@ pub struct RouterTokenizer {
     /// Ids that end a turn of generation: `</search>`, `</answer>` and end-of-turn/text,
     /// when the vocabulary has them as single tokens.
     pub stop_ids: Vec<i64>,
+    /// The protocol tags and stop tokens a constrained decoder masks (see
+    /// `switchyard::engine::grammar`).
+    pub tags: TagTokens,
 }
 
 impl RouterTokenizer {
@@ -61,8 +65,10 @@ impl RouterTokenizer {
         let stop_ids = [protocol::SEARCH_CLOSE, protocol::ANSWER_CLOSE, END_OF_TURN, PAD_TOKEN, "<|eot_id|>"]
             .iter()
             .filter_map(|t| id(t))
-            .collect();
-        RouterTokenizer { inner, pad_id, stop_ids }
+            .collect::<Vec<i64>>();
+        let stop_u32: Vec<u32> = stop_ids.iter().filter_map(|&i| u32::try_from(i).ok()).collect();
+        let tags = TagTokens::new(|t| inner.token_to_id(t), &stop_u32);
+        RouterTokenizer { inner, pad_id, stop_ids, tags }
     }
 
     /// Train byte-level BPE with `vocab_size` entries (special and tag tokens included).

@@ -8,7 +8,7 @@ use switchyard::sim::questions::Split;
 use switchyard_train::batch::Batch;
 use switchyard_train::checkpoint::RunDir;
 use switchyard_train::env::{EnvOptions, Environment};
-use switchyard_train::generate::{Generated, Sampling};
+use switchyard_train::generate::{Generated, Sampling, TurnInput};
 use switchyard_train::optim::AdamW;
 use switchyard_train::rl::{self, Algorithm, RlOptions};
 use switchyard_train::rollout::{TurnWriter, run_episodes};
@@ -90,11 +90,11 @@ struct Scripted<'a> {
 }
 
 impl TurnWriter for Scripted<'_> {
-    fn write_turns(&self, contexts: &[Vec<i64>]) -> anyhow::Result<Vec<Generated>> {
-        contexts
+    fn write_turns(&self, turns: &[TurnInput]) -> anyhow::Result<Vec<Generated>> {
+        turns
             .iter()
-            .map(|c| {
-                let so_far = self.tokenizer.decode(c)?;
+            .map(|t| {
+                let so_far = self.tokenizer.decode(&t.context)?;
                 // The prompt itself mentions the tags: look only at the assistant's turn.
                 let turn = so_far.rsplit("<|im_start|>assistant\n").next().unwrap_or("");
                 let text = if turn.contains(protocol::INFORMATION_OPEN) {
@@ -102,7 +102,7 @@ impl TurnWriter for Scripted<'_> {
                 } else {
                     format!("<think>Ask.</think>\n<search>{}: Who founded Acme?</search>", self.model)
                 };
-                Ok(Generated { tokens: self.tokenizer.encode(&text)?, text, stopped: true })
+                Ok(Generated { tokens: self.tokenizer.encode(&text)?, text, stopped: true, forbidden: Vec::new() })
             })
             .collect()
     }
@@ -175,7 +175,7 @@ fn frozen_embeddings_stay_put_while_the_blocks_learn() {
         let (policy, reference) = policy_and_reference(&tokenizer);
         let before = named(&policy);
         let opts = RlOptions { freeze_embeddings: freeze, lr: 1e-2, ..small_rl() };
-        let mut learner = rl::Learner::new(&policy, &reference, opts, tokenizer.pad_id);
+        let mut learner = rl::Learner::new(&policy, &reference, opts, &tokenizer);
         learner.update(&rollouts).unwrap();
         let after = named(&policy);
         let moved: Vec<&str> =
@@ -197,7 +197,7 @@ fn the_learner_reads_log_probabilities_at_the_sampling_temperature() {
         let (policy, reference) = policy_and_reference(&tokenizer);
         let sampling = Sampling { temperature, ..small_rl().sampling };
         let opts = RlOptions { lr: 0.0, sampling, ..small_rl() };
-        let mut learner = rl::Learner::new(&policy, &reference, opts, tokenizer.pad_id);
+        let mut learner = rl::Learner::new(&policy, &reference, opts, &tokenizer);
         learner.update(&rollouts).unwrap()["entropy"].as_f64().unwrap()
     };
     let (cold, plain) = (entropy(0.5), entropy(1.0));

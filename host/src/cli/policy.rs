@@ -206,6 +206,7 @@ fn generate(args: &GenerateArgs) -> anyhow::Result<()> {
         sampling,
         seed: args.seed,
         stop: model.stops(&[]),
+        grammar: None,
     };
     let generation = model.generator.generate_blocking(prompt, options)?;
     if args.json {

@@ -12,7 +12,8 @@
 //! wrote its text the way the tokenizer would (which SFT teaches it to).
 //!
 //! A turn ends at `</search>` or `</answer>` (the engine's [`STOP_STRINGS`]), at a stop token
-//! of the model, or after `max_new_tokens`.
+//! of the model, or after `max_new_tokens`. With `tag_grammar` the turn is decoded under the
+//! protocol's tag grammar, as the training crate's rollouts are with `rl.sampling.tag_grammar`.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -26,8 +27,9 @@ use super::model::{Model, ModelOptions};
 use super::model_dir::TOKENIZER_CONFIG_FILE;
 use super::prompt::RouterPrompt;
 use super::sampler::Sampling;
-use super::sequence::GenerateOptions;
+use super::sequence::{GenerateOptions, TurnConstraint};
 use super::stop::StopSet;
+use crate::engine::grammar::TagTokens;
 use crate::engine::protocol::{self, STOP_STRINGS};
 use crate::engine::{Episode, Policy, PolicyError};
 use crate::plugin::types::ModelDescriptor;
@@ -48,6 +50,8 @@ pub struct RouterOptions {
     pub prompt_template: Option<String>,
     /// Base of the per-turn sampling seeds.
     pub seed: u64,
+    /// Decode each turn under the protocol's tag grammar (see [`TurnConstraint`]).
+    pub tag_grammar: bool,
 }
 
 pub struct OnnxPolicy {
@@ -59,6 +63,8 @@ pub struct OnnxPolicy {
     max_new_tokens: usize,
     seed: u64,
     stops: StopSet,
+    /// The tokenizer's grammar columns, when decoding under the tag grammar.
+    tags: Option<Arc<TagTokens>>,
 }
 
 impl OnnxPolicy {
@@ -85,6 +91,10 @@ impl OnnxPolicy {
         let max_new_tokens =
             options.max_new_tokens.or(model.generation.max_new_tokens).unwrap_or(DEFAULT_MAX_NEW_TOKENS);
         let stops = model.stops(&STOP_STRINGS);
+        let tags = options.tag_grammar.then(|| {
+            let tokenizer = &model.tokenizer;
+            Arc::new(TagTokens::new(|t| tokenizer.token_to_id(t), stops.ids()))
+        });
         Ok(OnnxPolicy {
             name: name.to_string(),
             model: Arc::new(model),
@@ -94,6 +104,7 @@ impl OnnxPolicy {
             max_new_tokens,
             seed: options.seed,
             stops,
+            tags,
         })
     }
 
@@ -148,6 +159,10 @@ impl Policy for OnnxPolicy {
             sampling: self.sampling,
             seed: self.turn_seed(episode),
             stop: self.stops.clone(),
+            grammar: self
+                .tags
+                .as_ref()
+                .map(|tags| TurnConstraint { tags: tags.clone(), final_turn: episode.final_turn }),
         };
         let context = self.context(episode);
         Box::pin(async move {

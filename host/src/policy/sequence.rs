@@ -4,8 +4,10 @@
 //! Invariants: tokens end exactly at the stop — a stop token is kept as the last token, and
 //! when a stop string is completed the token that completed it is the last (nothing is
 //! sampled after a stop); the returned text is the decoding of the tokens, cut right after
-//! the stop string when one ended the generation.
+//! the stop string when one ended the generation. Under a [`TurnConstraint`] the tokens the
+//! protocol's tag grammar forbids are never chosen (their logits count as -inf).
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -14,6 +16,15 @@ use super::error::GenerateError;
 use super::sampler::{Sampler, Sampling};
 use super::stop::{Finish, StopSet};
 use super::tokenizer::{TextStream, Tokenizer};
+use crate::engine::grammar::{TagTokens, TurnGrammar};
+
+/// Decode one router turn under the tag grammar (`crate::engine::grammar`).
+#[derive(Clone, Debug)]
+pub struct TurnConstraint {
+    pub tags: Arc<TagTokens>,
+    /// The engine's final turn: no `<search>` may be opened.
+    pub final_turn: bool,
+}
 
 /// What to generate for one prompt.
 #[derive(Clone, Debug)]
@@ -23,6 +34,8 @@ pub struct GenerateOptions {
     /// Seeds this request's sampler (unused when greedy).
     pub seed: u64,
     pub stop: StopSet,
+    /// None: no constraint on the tokens.
+    pub grammar: Option<TurnConstraint>,
 }
 
 /// A finished generation.
@@ -47,6 +60,9 @@ pub struct Sequence {
     submitted: Instant,
     first_token: Option<Duration>,
     finish: Option<Finish>,
+    grammar: Option<(Arc<TagTokens>, TurnGrammar)>,
+    /// The masked copy of a row of logits, kept to avoid an allocation per token.
+    masked: Vec<f32>,
 }
 
 impl Sequence {
@@ -56,6 +72,8 @@ impl Sequence {
             tokens: Vec::new(),
             stream: TextStream::default(),
             sampler: Sampler::new(options.sampling, options.seed),
+            grammar: options.grammar.as_ref().map(|c| (c.tags.clone(), TurnGrammar::new(c.final_turn))),
+            masked: Vec::new(),
             options,
             submitted,
             first_token: None,
@@ -74,7 +92,26 @@ impl Sequence {
 
     /// Choose the next token from this sequence's row of logits; true when that ends it.
     pub fn accept(&mut self, logits: &[f32], tokenizer: &Tokenizer) -> Result<bool, GenerateError> {
-        let token = self.sampler.next(logits);
+        let token = match &mut self.grammar {
+            Some((tags, grammar)) => {
+                let forbidden = tags.forbidden(grammar);
+                let token = if forbidden == 0 {
+                    self.sampler.next(logits)
+                } else {
+                    self.masked.clear();
+                    self.masked.extend_from_slice(logits);
+                    for id in tags.forbidden_ids(forbidden) {
+                        if let Some(l) = self.masked.get_mut(id as usize) {
+                            *l = f32::NEG_INFINITY;
+                        }
+                    }
+                    self.sampler.next(&self.masked)
+                };
+                tags.observe(grammar, token);
+                token
+            }
+            None => self.sampler.next(logits),
+        };
         self.tokens.push(token);
         self.first_token.get_or_insert_with(|| self.submitted.elapsed());
         let stop = &self.options.stop;
