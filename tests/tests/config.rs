@@ -173,6 +173,11 @@ fn router_policies_are_checked_at_load() {
             &["policies[0].temperature", "`onnx` policies only"],
         ),
         (
+            base().replace("strategy = \"cheapest\"", "strategy = \"cheapest\"\ntag_grammar = true"),
+            &["policies[0].tag_grammar", "`onnx` policies only"],
+        ),
+        (router("tag_grammar = \"yes\""), &["line 25", "expected a boolean"]),
+        (
             format!("[onnxruntime]\nlibrary = \"/nonexistent/libonnxruntime.so\"\n{}", base()),
             &["onnxruntime.library", "/nonexistent/libonnxruntime.so"],
         ),

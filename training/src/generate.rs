@@ -204,6 +204,19 @@ fn cut_at_stop_string(tokenizer: &RouterTokenizer, tokens: &mut Vec<i64>) -> any
 mod tests {
     use super::*;
 
+    /// A one-layer random model over `t`'s vocabulary.
+    fn small_model(t: &RouterTokenizer) -> Transformer {
+        let config = crate::model::Config {
+            hidden_size: 16,
+            intermediate_size: 32,
+            num_hidden_layers: 1,
+            num_attention_heads: 2,
+            num_key_value_heads: 1,
+            ..crate::model::Config::tiny(t.vocab_size() as i64)
+        };
+        Transformer::new(config, tch::Device::Cpu).unwrap()
+    }
+
     fn tokenizer() -> RouterTokenizer {
         let texts = (0..50).map(|i| format!("<search>model-{i}: question {i}</search> and more text {i}"));
         RouterTokenizer::train(texts, 300).unwrap()
@@ -252,15 +265,7 @@ mod tests {
         let t = tokenizer();
         assert!(!t.tags.has_no_tags());
         tch::manual_seed(1);
-        let config = crate::model::Config {
-            hidden_size: 16,
-            intermediate_size: 32,
-            num_hidden_layers: 1,
-            num_attention_heads: 2,
-            num_key_value_heads: 1,
-            ..crate::model::Config::tiny(t.vocab_size() as i64)
-        };
-        let m = Transformer::new(config, tch::Device::Cpu).unwrap();
+        let m = small_model(&t);
         // Tag tokens made likely, so the unconstrained rows do write them.
         tch::no_grad(|| {
             let mut vars = m.vs.variables();
@@ -296,15 +301,7 @@ mod tests {
     fn generation_stops_at_max_new_tokens_and_marks_unstopped_rows() {
         let t = tokenizer();
         tch::manual_seed(0);
-        let config = crate::model::Config {
-            hidden_size: 16,
-            intermediate_size: 32,
-            num_hidden_layers: 1,
-            num_attention_heads: 2,
-            num_key_value_heads: 1,
-            ..crate::model::Config::tiny(t.vocab_size() as i64)
-        };
-        let m = Transformer::new(config, tch::Device::Cpu).unwrap();
+        let m = small_model(&t);
         let turns: Vec<TurnInput> = ["ask model-1", "x"]
             .iter()
             .map(|c| TurnInput { context: t.encode(c).unwrap(), final_turn: false })
