@@ -48,7 +48,7 @@ fn session(path: &Path) -> Result<Session, Box<dyn std::error::Error>> {
 // Models.
 
 /// Qwen2: grouped-query attention (4 heads, 2 kv heads), q/k/v biases, tied embeddings.
-fn qwen2() -> Config {
+pub fn qwen2() -> Config {
     Config {
         hidden_size: 32,
         intermediate_size: 64,

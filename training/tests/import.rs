@@ -9,16 +9,9 @@ use tch::{Device, Kind, Tensor};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
+/// The export parity tests' small Qwen2, tied or not.
 fn config(tied: bool) -> Config {
-    Config {
-        hidden_size: 32,
-        intermediate_size: 64,
-        num_hidden_layers: 2,
-        num_attention_heads: 4,
-        num_key_value_heads: 2,
-        tie_word_embeddings: tied,
-        ..Config::tiny(50)
-    }
+    Config { tie_word_embeddings: tied, ..crate::export_parity::qwen2() }
 }
 
 fn trained_looking(config: Config, seed: i64) -> Result<Transformer, Box<dyn std::error::Error>> {
