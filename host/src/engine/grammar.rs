@@ -116,13 +116,6 @@ impl TurnGrammar {
         }
         self.open = if tag.opens() { tag.block() } else { None };
     }
-
-    /// Advance over every tag in `text`, in order (a prefix of the turn, e.g. a forced start).
-    pub fn advance_text(&mut self, text: &str) {
-        for tag in tags_in(text) {
-            self.advance(tag);
-        }
-    }
 }
 
 /// The tags in `text`, in order.
@@ -257,11 +250,11 @@ mod tests {
     #[test]
     fn tags_written_in_text_advance_in_order() {
         let mut g = TurnGrammar::new(false);
-        g.advance_text("<think>a</think>\n<answer>b");
+        tags_in("<think>a</think>\n<answer>b").for_each(|t| g.advance(t));
         assert_eq!(allowed(&g), [Tag::AnswerClose]);
         // A forbidden closer still closes what is open.
         let mut g = TurnGrammar::new(false);
-        g.advance_text("<think>x</answer>");
+        tags_in("<think>x</answer>").for_each(|t| g.advance(t));
         assert!(g.may_end());
     }
 
