@@ -177,6 +177,11 @@ pub struct PolicyConfig {
     /// are never written (default false, as the router was evaluated in EVALUATION.md).
     #[serde(default)]
     pub tag_grammar: Option<bool>,
+    /// Decode under the whole protocol grammar (`engine::protocol_grammar`): the tag grammar,
+    /// whitespace between blocks, pool names in searches, and the turn's token budget kept for
+    /// its action (default false, as for `tag_grammar`).
+    #[serde(default)]
+    pub protocol_grammar: Option<bool>,
 }
 
 /// What a policy entry runs.
@@ -212,6 +217,7 @@ impl PolicyConfig {
             threads: None,
             max_batch: None,
             tag_grammar: None,
+            protocol_grammar: None,
         }
     }
 
@@ -484,6 +490,7 @@ impl Config {
                     ("threads", p.threads.is_some()),
                     ("max_batch", p.max_batch.is_some()),
                     ("tag_grammar", p.tag_grammar.is_some()),
+                    ("protocol_grammar", p.protocol_grammar.is_some()),
                 ];
                 if let Some((name, _)) = onnx_only.iter().find(|(_, set)| *set) {
                     return Err(self.err(field(name), "applies to `onnx` policies only, not to a strategy"));
@@ -577,6 +584,7 @@ impl Config {
             prompt_template,
             seed: p.seed.unwrap_or(0),
             tag_grammar: p.tag_grammar.unwrap_or(false),
+            protocol_grammar: p.protocol_grammar.unwrap_or(false),
         })
     }
 

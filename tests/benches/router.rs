@@ -86,8 +86,7 @@ fn ort_run(dir: &Path, tokenizer: &RouterTokenizer, n: usize) -> Row {
 }
 
 fn tch_run(model: &Transformer, tokenizer: &RouterTokenizer, n: usize) -> Row {
-    let contexts: Vec<TurnInput> =
-        prompts(n).iter().map(|p| TurnInput { context: tokenizer.encode(p).unwrap(), final_turn: false }).collect();
+    let contexts: Vec<TurnInput> = prompts(n).iter().map(|p| TurnInput::new(tokenizer.encode(p).unwrap())).collect();
     generate(model, tokenizer, &contexts[..1], &TchSampling::greedy(4)).unwrap();
     let started = Instant::now();
     generate(model, tokenizer, &contexts, &TchSampling::greedy(1)).unwrap();

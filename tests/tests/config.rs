@@ -178,6 +178,10 @@ fn router_policies_are_checked_at_load() {
         ),
         (router("tag_grammar = \"yes\""), &["line 25", "expected a boolean"]),
         (
+            base().replace("strategy = \"cheapest\"", "strategy = \"cheapest\"\nprotocol_grammar = true"),
+            &["policies[0].protocol_grammar", "`onnx` policies only"],
+        ),
+        (
             format!("[onnxruntime]\nlibrary = \"/nonexistent/libonnxruntime.so\"\n{}", base()),
             &["onnxruntime.library", "/nonexistent/libonnxruntime.so"],
         ),

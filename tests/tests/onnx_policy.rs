@@ -65,7 +65,7 @@ fn prompts() -> Vec<String> {
 fn tch_greedy(fixture: &RouterFixture, prompt: &str, max_new_tokens: usize) -> (Vec<u32>, String) {
     let (model, tokenizer) = (fixture.model(), fixture.tokenizer());
     let ids = tokenizer.encode(prompt).unwrap();
-    let turn = TurnInput { context: ids, final_turn: false };
+    let turn = TurnInput::new(ids);
     let out = generate(&model, &tokenizer, &[turn], &TchSampling::greedy(max_new_tokens)).unwrap().remove(0);
     let tokens = out.tokens.iter().map(|&t| t as u32).collect();
     let text = StopSet::new(vec![], STOP_STRINGS.iter().map(|s| s.to_string()).collect()).cut(&out.text).to_string();
@@ -185,18 +185,30 @@ fn seeded_sampling_is_reproducible_whatever_runs_alongside() {
     assert_ne!(alone.tokens, greedy_tokens, "sampling is not greedy");
 }
 
+/// The fixture's grammar vocabulary: its tag and stop columns and token texts.
+fn grammar_vocab(
+    model: &switchyard::policy::Model,
+) -> std::sync::Arc<switchyard::engine::protocol_grammar::Vocabulary> {
+    use switchyard::engine::grammar::TagTokens;
+    let tokenizer = &model.tokenizer;
+    let tags = TagTokens::new(|t| tokenizer.token_to_id(t), model.stops(&[]).ids());
+    let texts = (0..tokenizer.vocab_size() as u32).map(|id| tokenizer.decode(&[id]).unwrap_or_default());
+    std::sync::Arc::new(switchyard::engine::protocol_grammar::Vocabulary::new(tags, texts.collect()))
+}
+
 /// Sampled freely, the random fixture writes tags the protocol forbids where it writes them;
 /// under the tag grammar it never does (checked token by token against the grammar), on
 /// routed and final turns alike.
 #[test]
 fn the_tag_grammar_keeps_sampled_turns_to_the_protocol() {
-    use std::sync::Arc;
-    use switchyard::engine::grammar::{TagTokens, TurnGrammar};
+    use switchyard::engine::grammar::TurnGrammar;
+    use switchyard::engine::protocol_grammar::TurnRules;
     use switchyard::policy::sequence::TurnConstraint;
 
     let fixture = router::shared();
     let model = load(&fixture.export);
-    let tags = Arc::new(TagTokens::new(|t| model.tokenizer.token_to_id(t), model.stops(&[]).ids()));
+    let vocab = grammar_vocab(&model);
+    let tags = vocab.tags();
     assert!(!tags.has_no_tags(), "the fixture's tokenizer has the tags as tokens");
     let ids = model.tokenizer.encode(&prompts()[0]).unwrap();
     let violations = |grammar: bool, final_turn: bool| -> usize {
@@ -207,7 +219,8 @@ fn the_tag_grammar_keeps_sampled_turns_to_the_protocol() {
                 sampling: Sampling { temperature: 1.5, top_p: 1.0 },
                 seed,
                 stop: StopSet::new(vec![], vec![]),
-                grammar: grammar.then(|| TurnConstraint { tags: tags.clone(), final_turn }),
+                grammar: grammar
+                    .then(|| TurnConstraint { vocab: vocab.clone(), rules: TurnRules::tags_only(final_turn) }),
             };
             let generation = model.generator.generate_blocking(ids.clone(), options).unwrap();
             let mut state = TurnGrammar::new(final_turn);
@@ -221,6 +234,44 @@ fn the_tag_grammar_keeps_sampled_turns_to_the_protocol() {
     assert!(violations(false, false) > 0, "the test needs a model that breaks the grammar unconstrained");
     assert_eq!(violations(true, false), 0);
     assert_eq!(violations(true, true), 0);
+}
+
+/// Under the whole protocol grammar the random fixture's sampled turns all end in a complete
+/// action within the budget, and the grammar's own check accepts their text.
+#[test]
+fn the_protocol_grammar_makes_a_random_router_write_complete_turns() {
+    use switchyard::engine::protocol_grammar::{TurnRules, check_turn_text};
+    use switchyard::policy::sequence::TurnConstraint;
+
+    let fixture = router::shared();
+    let model = load(&fixture.export);
+    let vocab = grammar_vocab(&model);
+    let ids = model.tokenizer.encode(&prompts()[0]).unwrap();
+    let stops = model.stops(&STOP_STRINGS);
+    for final_turn in [false, true] {
+        let rules = TurnRules {
+            final_turn,
+            first_turn: !final_turn,
+            budget: 64,
+            // Names that fit in the reserve (16) spelled a character a token (see the module).
+            models: TurnRules::model_names(["qwen-7b", "llama-8b"]),
+            text_rules: true,
+        };
+        for seed in 0..12 {
+            let options = GenerateOptions {
+                max_new_tokens: 64,
+                sampling: Sampling { temperature: 1.5, top_p: 1.0 },
+                seed,
+                stop: stops.clone(),
+                grammar: Some(TurnConstraint { vocab: vocab.clone(), rules: rules.clone() }),
+            };
+            let generation = model.generator.generate_blocking(ids.clone(), options).unwrap();
+            assert!(generation.tokens.len() <= 64);
+            if let Err(e) = check_turn_text(&generation.text, rules.clone()) {
+                panic!("seed {seed}, final {final_turn}: {e}: {:?}", generation.text);
+            }
+        }
+    }
 }
 
 #[test]

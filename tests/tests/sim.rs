@@ -101,6 +101,7 @@ async fn injected_errors_truncation_and_latency() {
 
 #[tokio::test]
 async fn the_teacher_writes_well_formed_trajectories_that_mostly_answer_right() {
+    use switchyard::engine::protocol_grammar::{TurnRules, check_turn_text};
     use switchyard::plugin::types::{Author, CostBounds, Metric, RewardParams, ScoringInput};
     use switchyard::plugin::{Plugin, Reward};
     use switchyard::sim::embedded;
@@ -132,6 +133,18 @@ async fn the_teacher_writes_well_formed_trajectories_that_mostly_answer_right() 
             let final_turn = turn as u32 == config.engine.max_turns;
             if let Err(e) = switchyard::engine::grammar::check_turn(&segment.text, final_turn) {
                 panic!("teacher turn {turn}: {e}\n{}", trace.text());
+            }
+            let pool = &trace.trajectory.pool;
+            let names = pool.iter().flat_map(|m| std::iter::once(&m.name).chain(&m.aliases));
+            let rules = TurnRules {
+                final_turn,
+                first_turn: turn == 0,
+                budget: usize::MAX,
+                models: TurnRules::model_names(names.map(String::as_str)),
+                text_rules: true,
+            };
+            if let Err(e) = check_turn_text(&segment.text, rules) {
+                panic!("teacher turn {turn} (protocol grammar): {e}\n{}", trace.text());
             }
         }
         em += scored.exact_match;

@@ -3,14 +3,17 @@
 //! A sequence's `loss_mask[t]` says whether token t is one the policy wrote; position t-1
 //! predicts it, so the shifted masks line up with the logits of positions 0..len-1.
 //! Invariant: padding, prompt and inserted information tokens have mask 0 everywhere.
-//! Sampled under the tag grammar, a target also carries the logit bias it was drawn with
-//! ([`Batch::with_forbidden`]); [`Batch::constrain`] applies it, so log-probabilities, ratios,
+//! Sampled under a grammar, a target also carries the mask it was drawn under
+//! ([`Batch::with_masks`]); [`Batch::constrain`] applies it, so log-probabilities, ratios,
 //! the KL and the entropy are those of the distribution the rollout sampled from.
+
+use std::sync::Arc;
 
 use tch::{Device, Kind, Tensor};
 
-use crate::generate::{column_index, forbidden_bias};
+use crate::generate::{column_index, forbidden_bias, forbidden_bits, only_bias};
 use switchyard::engine::grammar::TagTokens;
+use switchyard::engine::protocol_grammar::Mask;
 
 /// Right-padded sequences.
 pub struct Batch {
@@ -25,6 +28,8 @@ pub struct Batch {
     /// The grammar's column ids `[columns]` and, per target, the bias its logits at those
     /// columns were sampled with, `[batch, len - 1, columns]`.
     pub forbidden: Option<(Tensor, Tensor)>,
+    /// The targets sampled under an allow-list ([`Mask::Only`]): (row, target position, ids).
+    pub only: Vec<(i64, i64, Arc<[u32]>)>,
 }
 
 impl Batch {
@@ -48,22 +53,35 @@ impl Batch {
             input_ids,
             attention_mask,
             forbidden: None,
+            only: Vec::new(),
         }
     }
 
-    /// Attach each sequence's per-token forbidden bits (as sampled, aligned with its tokens).
-    /// Sequences without any bits set leave the batch unconstrained.
-    pub fn with_forbidden(mut self, tags: &TagTokens, rows: &[&[u32]]) -> Batch {
-        if tags.has_no_tags() || rows.iter().all(|r| r.iter().all(|b| *b == 0)) {
+    /// Attach each sequence's per-token masks (as sampled, aligned with its tokens). Sequences
+    /// sampled without constraint leave the batch unconstrained.
+    pub fn with_masks(mut self, tags: &TagTokens, rows: &[&[Mask]]) -> Batch {
+        if tags.has_no_tags() {
+            return self;
+        }
+        // Token t was sampled from the logits at position t - 1.
+        for (row, masks) in rows.iter().enumerate() {
+            for (t, mask) in masks.iter().enumerate().skip(1) {
+                if let Mask::Only(ids) = mask {
+                    self.only.push((row as i64, t as i64 - 1, ids.clone()));
+                }
+            }
+        }
+        if rows.iter().all(|r| forbidden_bits(r.iter()).iter().all(|b| *b == 0)) {
             return self;
         }
         let device = self.input_ids.device();
         let width = self.input_ids.size()[1] as usize;
-        let bits: Vec<u32> =
-            rows.iter().flat_map(|r| r.iter().copied().chain(std::iter::repeat(0)).take(width)).collect();
+        let bits: Vec<u32> = rows
+            .iter()
+            .flat_map(|r| forbidden_bits(r.iter()).into_iter().chain(std::iter::repeat(0)).take(width))
+            .collect();
         let columns = tags.ids().len() as i64;
         let bias = forbidden_bias(tags, &bits, device).view([rows.len() as i64, width as i64, columns]);
-        // Token t was sampled from the logits at position t - 1.
         let n = width as i64 - 1;
         self.forbidden = Some((column_index(tags, device), bias.narrow(1, 1, n)));
         self
@@ -79,10 +97,22 @@ impl Batch {
     pub fn constrain_rows(&self, logits: &Tensor, start: i64, size: i64) -> Tensor {
         let n = self.targets.size()[1];
         let logits = logits.narrow(1, 0, n);
-        match &self.forbidden {
+        let logits = match &self.forbidden {
             Some((columns, bias)) => logits.index_add(2, columns, &bias.narrow(0, start, size)),
             None => logits,
+        };
+        let only: Vec<&(i64, i64, Arc<[u32]>)> =
+            self.only.iter().filter(|(row, _, _)| (start..start + size).contains(row)).collect();
+        if only.is_empty() {
+            return logits;
         }
+        let vocab = logits.size()[2];
+        let masks: Vec<Mask> = only.iter().map(|(_, _, ids)| Mask::Only(ids.clone())).collect();
+        let refs: Vec<&Mask> = masks.iter().collect();
+        let Some(bias) = only_bias(&refs, vocab, logits.device()) else { return logits };
+        let at: Vec<i64> = only.iter().map(|(row, t, _)| (row - start) * n + t).collect();
+        let at = Tensor::from_slice(&at).to_device(logits.device());
+        logits.reshape([size * n, vocab]).index_add(0, &at, &bias).view([size, n, vocab])
     }
 
     /// Number of policy-written target tokens.
@@ -134,8 +164,8 @@ mod tests {
         let tokens: [i64; 4] = [1, 2, 7, 9];
         let generated = [false, true, true, true];
         // Token 2 (the third) was sampled with column 0 (id 3) forbidden.
-        let bits = [0u32, 0, 1, 0];
-        let batch = Batch::new(&[(&tokens, &generated)], 0, Device::Cpu).with_forbidden(&tags, &[&bits]);
+        let masks = [0u32, 0, 1, 0].map(Mask::Forbid);
+        let batch = Batch::new(&[(&tokens, &generated)], 0, Device::Cpu).with_masks(&tags, &[&masks]);
         let logits = Tensor::zeros([1, 4, 16], (Kind::Float, Device::Cpu));
         let logp = batch.constrain(&logits).log_softmax(-1, Kind::Float);
         // Target position 1 predicts token 2: id 3 has no probability there, and only there.
@@ -145,8 +175,35 @@ mod tests {
         let (_, entropy) = logprobs_and_entropy(&batch.constrain(&logits), &batch.targets);
         assert!(entropy.isfinite().all().int64_value(&[]) == 1);
         // Without bits, no constraint.
-        let plain = Batch::new(&[(&tokens, &generated)], 0, Device::Cpu).with_forbidden(&tags, &[&[0; 4]]);
-        assert!(plain.forbidden.is_none());
+        let plain = Batch::new(&[(&tokens, &generated)], 0, Device::Cpu).with_masks(&tags, &[&[Mask::FREE; 4]]);
+        assert!(plain.forbidden.is_none() && plain.only.is_empty());
+    }
+
+    #[test]
+    fn an_allow_list_leaves_only_its_tokens_at_the_position_that_sampled_with_it() {
+        let tags = TagTokens::new(
+            |t| switchyard::engine::grammar::Tag::ALL.iter().position(|x| x.text() == t).map(|i| 3 + i as u32),
+            &[],
+        );
+        let tokens: [i64; 4] = [1, 2, 7, 9];
+        let generated = [false, true, true, true];
+        // Row 1's token 9 (its fourth) was drawn from {9, 12} only.
+        let only = Mask::Only(Arc::from([9u32, 12]));
+        let rows: [&[Mask]; 2] = [&[Mask::FREE; 4], &[Mask::FREE, Mask::FREE, Mask::FREE, only]];
+        let batch =
+            Batch::new(&[(&tokens, &generated), (&tokens, &generated)], 0, Device::Cpu).with_masks(&tags, &rows);
+        let logits = Tensor::zeros([2, 4, 16], (Kind::Float, Device::Cpu));
+        let logp = batch.constrain(&logits).log_softmax(-1, Kind::Float);
+        // Position 2 of row 1 predicts token 9: two tokens share its mass.
+        assert!((logp.double_value(&[1, 2, 9]) - 0.5f64.ln()).abs() < 1e-6);
+        assert!(logp.double_value(&[1, 2, 0]) < -1e8);
+        // Elsewhere, and in row 0, the distribution is untouched.
+        assert!((logp.double_value(&[0, 2, 9]) - (1.0f64 / 16.0).ln()).abs() < 1e-6);
+        assert!((logp.double_value(&[1, 1, 9]) - (1.0f64 / 16.0).ln()).abs() < 1e-6);
+        // A mini-batch of row 1 alone sees the same.
+        let mb = batch.constrain_rows(&logits.narrow(0, 1, 1), 1, 1).log_softmax(-1, Kind::Float);
+        assert!((mb.double_value(&[0, 2, 9]) - 0.5f64.ln()).abs() < 1e-6);
+        assert!(batch.constrain_rows(&logits.narrow(0, 0, 1), 0, 1).equal(&logits.narrow(0, 0, 1).narrow(1, 0, 3)));
     }
 
     #[test]

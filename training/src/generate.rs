@@ -3,9 +3,10 @@
 //! stop string (which may span tokens) or runs out of new tokens.
 //!
 //! With [`Sampling::tag_grammar`] each row follows the protocol's tag grammar
-//! (`switchyard::engine::grammar`): tag and stop tokens the grammar forbids get
-//! [`FORBIDDEN_LOGIT`] before sampling, and each generated token records which columns were
-//! forbidden, so the learner can score it under the distribution it was drawn from.
+//! (`switchyard::engine::grammar`), with [`Sampling::protocol_grammar`] also its text and budget
+//! rules (`switchyard::engine::protocol_grammar`): tokens the grammar forbids get
+//! [`FORBIDDEN_LOGIT`] before sampling, and each generated token records the [`Mask`] it was
+//! drawn under, so the learner can score it under the distribution it was drawn from.
 //!
 //! Invariants: a row's tokens end exactly at its stop (a stop string completed mid-token
 //! keeps that token, nothing after it); a finished row is still fed padding so shapes stay
@@ -15,10 +16,13 @@
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
+use std::sync::Arc;
+
 use crate::model::{Transformer, position_ids};
 use crate::tokenizer::RouterTokenizer;
-use switchyard::engine::grammar::{TagTokens, TurnGrammar};
+use switchyard::engine::grammar::TagTokens;
 use switchyard::engine::protocol::STOP_STRINGS;
+use switchyard::engine::protocol_grammar::{Mask, TurnRules, TurnState};
 
 /// Added to a forbidden token's logit: finite, so log-softmax and entropy stay free of NaN
 /// (`0 * -inf`), and far enough below any real logit that its probability is exactly 0.
@@ -36,27 +40,58 @@ pub struct Sampling {
     /// Constrain tag tokens to the protocol's grammar (off by default, so the runs recorded
     /// before it existed replay unchanged).
     pub tag_grammar: bool,
+    /// Also the protocol grammar's text and budget rules (implies `tag_grammar`; off by
+    /// default for the same reason).
+    pub protocol_grammar: bool,
 }
 
 impl Sampling {
     pub fn greedy(max_new_tokens: usize) -> Sampling {
-        Sampling { temperature: 0.0, top_p: 1.0, max_new_tokens, tag_grammar: false }
+        Sampling { temperature: 0.0, top_p: 1.0, max_new_tokens, tag_grammar: false, protocol_grammar: false }
+    }
+
+    fn constrained(&self) -> bool {
+        self.tag_grammar || self.protocol_grammar
     }
 }
 
 impl Default for Sampling {
     /// The reference's rollout setting.
     fn default() -> Self {
-        Sampling { temperature: 1.0, top_p: 0.95, max_new_tokens: 128, tag_grammar: false }
+        Sampling { temperature: 1.0, top_p: 0.95, max_new_tokens: 128, tag_grammar: false, protocol_grammar: false }
     }
 }
 
-/// One turn to write: the context so far, and whether routing is still allowed.
+/// One turn to write: the context so far, and what the episode's grammar needs to know.
 #[derive(Clone, Debug)]
 pub struct TurnInput {
     pub context: Vec<i64>,
     /// The engine's final turn: no `<search>` may be opened.
     pub final_turn: bool,
+    /// The episode's first turn: it opens with `<think>` (protocol grammar).
+    pub first_turn: bool,
+    /// Lower-cased names and aliases a search may call (`TurnRules::model_names`).
+    pub models: Arc<[String]>,
+}
+
+impl TurnInput {
+    /// A turn that is neither first nor final, over no named models.
+    pub fn new(context: Vec<i64>) -> TurnInput {
+        TurnInput { context, final_turn: false, first_turn: false, models: Arc::from([]) }
+    }
+
+    fn rules(&self, sampling: &Sampling) -> TurnRules {
+        if !sampling.protocol_grammar {
+            return TurnRules::tags_only(self.final_turn);
+        }
+        TurnRules {
+            final_turn: self.final_turn,
+            first_turn: self.first_turn,
+            budget: sampling.max_new_tokens,
+            models: self.models.clone(),
+            text_rules: true,
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -65,9 +100,9 @@ pub struct Generated {
     pub text: String,
     /// False when the row ran out of new tokens before a stop.
     pub stopped: bool,
-    /// Per token, the bits of [`TagTokens::forbidden`] its distribution was masked with (all 0
-    /// without the grammar).
-    pub forbidden: Vec<u32>,
+    /// Per token, the mask its distribution was sampled under ([`Mask::FREE`] without the
+    /// grammar).
+    pub masks: Vec<Mask>,
 }
 
 /// Next token per row from `[batch, vocab]` logits.
@@ -85,6 +120,31 @@ pub fn sample(logits: &Tensor, sampling: &Sampling) -> Tensor {
         return order.gather(-1, &pick, false).squeeze_dim(-1);
     }
     probs.multinomial(1, false).squeeze_dim(-1)
+}
+
+/// Each mask's forbidden tag-column bits (0 for an [`Mask::Only`], which [`only_bias`] covers).
+pub fn forbidden_bits<'a>(masks: impl IntoIterator<Item = &'a Mask>) -> Vec<u32> {
+    masks.into_iter().map(|m| if let Mask::Forbid(bits) = m { *bits } else { 0 }).collect()
+}
+
+/// `[rows, vocab]` additive logit bias for the rows whose mask is [`Mask::Only`]: every other
+/// token forbidden. None when no row has one.
+pub fn only_bias(masks: &[&Mask], vocab: i64, device: tch::Device) -> Option<Tensor> {
+    if !masks.iter().any(|m| matches!(m, Mask::Only(_))) {
+        return None;
+    }
+    let width = vocab as usize;
+    let mut values = vec![0f32; masks.len() * width];
+    for (row, mask) in masks.iter().enumerate() {
+        if let Mask::Only(ids) = mask {
+            let row = &mut values[row * width..(row + 1) * width];
+            row.fill(FORBIDDEN_LOGIT as f32);
+            for &id in ids.iter().filter(|&&id| (id as usize) < width) {
+                row[id as usize] = 0.0;
+            }
+        }
+    }
+    Some(Tensor::from_slice(&values).view([masks.len() as i64, vocab]).to_device(device))
 }
 
 /// `[rows, columns]` additive logit bias from each row's forbidden bits over `tags`' columns.
@@ -128,11 +188,11 @@ pub fn generate(
     let ids = Tensor::from_slice(&ids).view(shape).to_device(device);
     let mut mask = Tensor::from_slice(&mask).view(shape).to_device(device);
     let mut rows: Vec<Generated> =
-        vec![Generated { tokens: Vec::new(), text: String::new(), stopped: false, forbidden: Vec::new() }; batch];
+        vec![Generated { tokens: Vec::new(), text: String::new(), stopped: false, masks: Vec::new() }; batch];
     let mut done = vec![false; batch];
-    let tags = &tokenizer.tags;
-    let constrained = sampling.tag_grammar && !tags.has_no_tags();
-    let mut grammars: Vec<TurnGrammar> = turns.iter().map(|t| TurnGrammar::new(t.final_turn)).collect();
+    let (vocab, tags) = (&*tokenizer.vocab, tokenizer.tags());
+    let constrained = sampling.constrained() && !tags.has_no_tags();
+    let mut states: Vec<TurnState> = turns.iter().map(|t| TurnState::new(t.rules(sampling))).collect();
     let columns = constrained.then(|| column_index(tags, device));
     tch::no_grad(|| -> anyhow::Result<()> {
         let out = model.forward(&ids, &mask, &position_ids(&mask), &[]);
@@ -140,9 +200,17 @@ pub fn generate(
         let mut logits = out.logits.select(1, -1);
         let mut next_position = mask.sum_dim_intlist(1, false, Kind::Int64);
         for _ in 0..sampling.max_new_tokens {
-            let bits: Vec<u32> = grammars.iter().map(|g| if constrained { tags.forbidden(g) } else { 0 }).collect();
+            let masks: Vec<Mask> = states
+                .iter()
+                .zip(&done)
+                .map(|(s, d)| if constrained && !d { s.mask(vocab) } else { Mask::FREE })
+                .collect();
             if let Some(columns) = &columns {
-                logits = logits.index_add(1, columns, &forbidden_bias(tags, &bits, device));
+                logits = logits.index_add(1, columns, &forbidden_bias(tags, &forbidden_bits(&masks), device));
+                let refs: Vec<&Mask> = masks.iter().collect();
+                if let Some(bias) = only_bias(&refs, logits.size()[1], device) {
+                    logits += bias;
+                }
             }
             let next: Vec<i64> = Vec::try_from(sample(&logits, sampling).to_device(tch::Device::Cpu))?;
             for (row, &token) in next.iter().enumerate() {
@@ -151,15 +219,15 @@ pub fn generate(
                 }
                 let r = &mut rows[row];
                 r.tokens.push(token);
-                r.forbidden.push(bits[row]);
+                r.masks.push(masks[row].clone());
                 if let Ok(t) = u32::try_from(token) {
-                    tags.observe(&mut grammars[row], t);
+                    states[row].observe(vocab, t);
                 }
                 if tokenizer.stop_ids.contains(&token) {
                     r.stopped = true;
                 } else {
                     r.stopped = cut_at_stop_string(tokenizer, &mut r.tokens)?;
-                    r.forbidden.truncate(r.tokens.len());
+                    r.masks.truncate(r.tokens.len());
                 }
                 done[row] = r.stopped;
             }
@@ -252,10 +320,36 @@ mod tests {
         let logits = Tensor::from_slice(&[0.0f32, 5.0, 1.0, 4.9]).view([1, 4]);
         assert_eq!(sample(&logits, &Sampling::greedy(1)).int64_value(&[0]), 1);
         // With top_p tiny only the most likely token can be drawn.
-        let s = Sampling { temperature: 1.0, top_p: 0.01, max_new_tokens: 1, tag_grammar: false };
+        let s = Sampling { temperature: 1.0, top_p: 0.01, ..Sampling::greedy(1) };
         for _ in 0..20 {
             assert_eq!(sample(&logits, &s).int64_value(&[0]), 1);
         }
+    }
+
+    /// A one-layer random model whose tag tokens are likely, so unconstrained rows write them.
+    fn tag_happy_model(t: &RouterTokenizer) -> Transformer {
+        tch::manual_seed(1);
+        let m = small_model(t);
+        tch::no_grad(|| {
+            let mut vars = m.vs.variables();
+            let embed = vars.get_mut("model.embed_tokens.weight").unwrap();
+            for id in t.tags().ids() {
+                let _ = embed.get(i64::from(id)).f_mul_scalar_(8.0).unwrap();
+            }
+        });
+        m
+    }
+
+    fn turns(t: &RouterTokenizer, first_turn: bool) -> Vec<TurnInput> {
+        let models = TurnRules::model_names(["model-1", "model-22"]);
+        (0..16)
+            .map(|i| TurnInput {
+                context: t.encode("ask model-1").unwrap(),
+                final_turn: i % 2 == 0,
+                first_turn,
+                models: models.clone(),
+            })
+            .collect()
     }
 
     /// Sampled hot from a random model, rows write forbidden tags freely; under the grammar
@@ -263,32 +357,22 @@ mod tests {
     #[test]
     fn the_tag_grammar_masks_forbidden_tags_and_records_the_mask() {
         let t = tokenizer();
-        assert!(!t.tags.has_no_tags());
-        tch::manual_seed(1);
-        let m = small_model(&t);
-        // Tag tokens made likely, so the unconstrained rows do write them.
-        tch::no_grad(|| {
-            let mut vars = m.vs.variables();
-            let embed = vars.get_mut("model.embed_tokens.weight").unwrap();
-            for id in t.tags.ids() {
-                let _ = embed.get(i64::from(id)).f_mul_scalar_(8.0).unwrap();
-            }
-        });
-        let turns: Vec<TurnInput> =
-            (0..16).map(|i| TurnInput { context: t.encode("ask model-1").unwrap(), final_turn: i % 2 == 0 }).collect();
+        assert!(!t.tags().has_no_tags());
+        let m = tag_happy_model(&t);
+        let turns = turns(&t, false);
         let violations = |grammar: bool| {
-            let s = Sampling { temperature: 1.5, top_p: 1.0, max_new_tokens: 40, tag_grammar: grammar };
+            let s = Sampling { temperature: 1.5, top_p: 1.0, tag_grammar: grammar, ..Sampling::greedy(40) };
             tch::manual_seed(2);
             let rows = generate(&m, &t, &turns, &s).unwrap();
             let mut count = 0;
             for (row, turn) in rows.iter().zip(&turns) {
-                assert_eq!(row.forbidden.len(), row.tokens.len());
-                let mut state = TurnGrammar::new(turn.final_turn);
+                assert_eq!(row.masks.len(), row.tokens.len());
+                let mut state = switchyard::engine::grammar::TurnGrammar::new(turn.final_turn);
                 for (i, &token) in row.tokens.iter().enumerate() {
-                    let bits = t.tags.forbidden(&state);
-                    assert_eq!(row.forbidden[i], if grammar { bits } else { 0 });
-                    count += usize::from(t.tags.forbidden_ids(bits).any(|id| i64::from(id) == token));
-                    t.tags.observe(&mut state, token as u32);
+                    let bits = t.tags().forbidden(&state);
+                    assert_eq!(row.masks[i], Mask::Forbid(if grammar { bits } else { 0 }));
+                    count += usize::from(t.tags().forbidden_ids(bits).any(|id| i64::from(id) == token));
+                    t.tags().observe(&mut state, token as u32);
                 }
             }
             count
@@ -297,15 +381,37 @@ mod tests {
         assert_eq!(violations(true), 0);
     }
 
+    /// Under the protocol grammar even a random model writes turns the grammar accepts, each
+    /// ending in a complete action within the budget; each token was drawn from its mask.
+    #[test]
+    fn the_protocol_grammar_makes_a_random_model_write_complete_turns() {
+        let t = tokenizer();
+        let m = tag_happy_model(&t);
+        for first_turn in [true, false] {
+            let turns = turns(&t, first_turn);
+            // 64 tokens: a reserve of 16 fits the longest search the test's names allow.
+            let s = Sampling { temperature: 1.5, top_p: 1.0, protocol_grammar: true, ..Sampling::greedy(64) };
+            tch::manual_seed(3);
+            let rows = generate(&m, &t, &turns, &s).unwrap();
+            for (row, turn) in rows.iter().zip(&turns) {
+                assert!(row.stopped && row.tokens.len() <= 64, "{:?}", row.text);
+                for (mask, &token) in row.masks.iter().zip(&row.tokens) {
+                    assert!(mask.allows(t.tags(), token as u32), "{mask:?} {token}");
+                }
+                let rules = turn.rules(&s);
+                if let Err(e) = switchyard::engine::protocol_grammar::check_turn_text(&row.text, rules) {
+                    panic!("{e}: {:?}", row.text);
+                }
+            }
+        }
+    }
+
     #[test]
     fn generation_stops_at_max_new_tokens_and_marks_unstopped_rows() {
         let t = tokenizer();
         tch::manual_seed(0);
         let m = small_model(&t);
-        let turns: Vec<TurnInput> = ["ask model-1", "x"]
-            .iter()
-            .map(|c| TurnInput { context: t.encode(c).unwrap(), final_turn: false })
-            .collect();
+        let turns: Vec<TurnInput> = ["ask model-1", "x"].iter().map(|c| TurnInput::new(t.encode(c).unwrap())).collect();
         let out = generate(&m, &t, &turns, &Sampling::greedy(5)).unwrap();
         for row in &out {
             assert!(row.tokens.len() <= 5);

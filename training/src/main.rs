@@ -127,6 +127,10 @@ enum Command {
         /// config says.
         #[arg(long)]
         tag_grammar: bool,
+        /// Decode under the whole protocol grammar, tags, text and turn budget
+        /// (`rl.sampling.protocol_grammar`), whatever the config says.
+        #[arg(long)]
+        protocol_grammar: bool,
         #[command(flatten)]
         common: Common,
     },
@@ -346,10 +350,11 @@ fn main() -> anyhow::Result<()> {
             plot(&run_dir, &format!("{:?}", config.rl.algorithm).to_uppercase());
             println!("model written to {}", out.display());
         }
-        Command::Eval { model, questions, split, alpha, out, tag_grammar, common } => {
+        Command::Eval { model, questions, split, alpha, out, tag_grammar, protocol_grammar, common } => {
             let mut config = TrainConfig::load(common.config.as_deref())?;
             config.env.reward.alpha = alpha.unwrap_or(config.env.reward.alpha);
             config.rl.sampling.tag_grammar |= tag_grammar;
+            config.rl.sampling.protocol_grammar |= protocol_grammar;
             let (policy, tokenizer) = load_model(&model, device(&common.device)?)?;
             let env = Environment::new(config.env.clone(), common.plugins.as_deref())?;
             let eval = rl::evaluate(&policy, &tokenizer, &env, split.into(), questions, &config.rl.sampling)?;

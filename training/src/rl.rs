@@ -37,6 +37,7 @@ use crate::optim::AdamW;
 use crate::rollout::{Rollout, rollouts};
 use crate::tokenizer::RouterTokenizer;
 use switchyard::engine::grammar::TagTokens;
+use switchyard::engine::protocol_grammar::Mask;
 use switchyard::sim::questions::{Question, Split};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -254,7 +255,7 @@ impl<'a> Learner<'a> {
         opts: RlOptions,
         tokenizer: &RouterTokenizer,
     ) -> Learner<'a> {
-        let (pad_id, tags) = (tokenizer.pad_id, tokenizer.tags.clone());
+        let (pad_id, tags) = (tokenizer.pad_id, tokenizer.tags().clone());
         let value = ValueHead::new(policy.config.hidden_size, policy.device());
         let trainable = policy
             .vs
@@ -294,8 +295,8 @@ impl<'a> Learner<'a> {
         let device = self.policy.device();
         let seqs: Vec<(&[i64], &[bool])> =
             rollouts.iter().map(|r| (r.tokens.as_slice(), r.generated.as_slice())).collect();
-        let forbidden: Vec<&[u32]> = rollouts.iter().map(|r| r.forbidden.as_slice()).collect();
-        let batch = Batch::new(&seqs, self.pad_id, device).with_forbidden(&self.tags, &forbidden);
+        let masks: Vec<&[Mask]> = rollouts.iter().map(|r| r.masks.as_slice()).collect();
+        let batch = Batch::new(&seqs, self.pad_id, device).with_masks(&self.tags, &masks);
         let positions = position_ids(&batch.attention_mask);
         let len = batch.targets.size()[1];
         // Log-probabilities under the distribution the rollouts were sampled from: the logits

@@ -13,6 +13,8 @@
 //!   decoding the tokens after the prompt gives back the trajectory text exactly;
 //! - batches are formed in episode order, so a seeded rollout step is reproducible.
 
+use std::sync::Arc;
+
 use anyhow::Context;
 use futures_util::future::BoxFuture;
 use tokio::sync::{mpsc, oneshot};
@@ -21,6 +23,7 @@ use crate::env::Environment;
 use crate::generate::{Generated, Sampling, TurnInput, generate};
 use crate::model::Transformer;
 use crate::tokenizer::RouterTokenizer;
+use switchyard::engine::protocol_grammar::{Mask, TurnRules};
 use switchyard::engine::{self, Episode, Policy, PolicyError, Trace};
 use switchyard::plugin::types::{Author, RewardBreakdown};
 use switchyard::sim::questions::Question;
@@ -32,9 +35,9 @@ pub struct Rollout {
     pub tokens: Vec<i64>,
     /// True where the policy wrote the token.
     pub generated: Vec<bool>,
-    /// Per token, the tag-grammar columns masked when it was sampled (0 for tokens the policy
-    /// did not write, and everywhere without the grammar).
-    pub forbidden: Vec<u32>,
+    /// Per token, the mask it was sampled under ([`Mask::FREE`] for tokens the policy did not
+    /// write, and everywhere without a grammar).
+    pub masks: Vec<Mask>,
     pub prompt_len: usize,
     pub trace: Trace,
     pub reward: RewardBreakdown,
@@ -52,6 +55,9 @@ struct TurnRequest {
     /// Host text inserted since the policy's previous turn (empty on the first turn).
     host_text: String,
     final_turn: bool,
+    first_turn: bool,
+    /// The names and aliases of the episode's pool, for the protocol grammar.
+    models: Arc<[String]>,
     reply: oneshot::Sender<Result<String, String>>,
 }
 
@@ -84,7 +90,15 @@ impl Policy for TokenPolicy {
             .map(|s| s.text.as_str())
             .collect();
         let (reply, answer) = oneshot::channel();
-        let request = TurnRequest { episode: self.episode, host_text, final_turn: episode.final_turn, reply };
+        let names = episode.pool.iter().flat_map(|m| std::iter::once(&m.name).chain(&m.aliases));
+        let request = TurnRequest {
+            episode: self.episode,
+            host_text,
+            final_turn: episode.final_turn,
+            first_turn: episode.segments.is_empty(),
+            models: TurnRules::model_names(names.map(String::as_str)),
+            reply,
+        };
         let sent = self.to_batcher.send(Message::Turn(request));
         Box::pin(async move {
             let error = |message: String| PolicyError { policy: self.name().to_string(), message };
@@ -138,7 +152,7 @@ pub fn run_episodes(
     let (to_batcher, mut inbox) = mpsc::unbounded_channel();
     let mut tokens = Vec::with_capacity(n);
     let mut generated = Vec::with_capacity(n);
-    let mut forbidden: Vec<Vec<u32>> = Vec::with_capacity(n);
+    let mut masks: Vec<Vec<Mask>> = Vec::with_capacity(n);
     let mut prompt_lens = Vec::with_capacity(n);
     for (i, q) in questions.iter().enumerate() {
         let pool = env.episode_pool(seed, i)?;
@@ -146,7 +160,7 @@ pub fn run_episodes(
         let ids = tokenizer.encode(&prompt)?;
         prompt_lens.push(ids.len());
         generated.push(vec![false; ids.len()]);
-        forbidden.push(vec![0; ids.len()]);
+        masks.push(vec![Mask::FREE; ids.len()]);
         tokens.push(ids);
         let policy = TokenPolicy { episode: i, to_batcher: to_batcher.clone() };
         let (engine_config, question, done) = (env.engine.clone(), q.question.clone(), to_batcher.clone());
@@ -174,19 +188,24 @@ pub fn run_episodes(
             for r in &waiting {
                 let host = tokenizer.encode(&r.host_text)?;
                 generated[r.episode].extend(std::iter::repeat_n(false, host.len()));
-                forbidden[r.episode].extend(std::iter::repeat_n(0, host.len()));
+                masks[r.episode].extend(std::iter::repeat_n(Mask::FREE, host.len()));
                 tokens[r.episode].extend(host);
             }
             let inputs: Vec<TurnInput> = waiting
                 .iter()
-                .map(|r| TurnInput { context: tokens[r.episode].clone(), final_turn: r.final_turn })
+                .map(|r| TurnInput {
+                    context: tokens[r.episode].clone(),
+                    final_turn: r.final_turn,
+                    first_turn: r.first_turn,
+                    models: r.models.clone(),
+                })
                 .collect();
             let turns = writer.write_turns(&inputs)?;
             for (r, turn) in waiting.drain(..).zip(turns) {
-                anyhow::ensure!(turn.forbidden.is_empty() || turn.forbidden.len() == turn.tokens.len());
+                anyhow::ensure!(turn.masks.is_empty() || turn.masks.len() == turn.tokens.len());
                 generated[r.episode].extend(std::iter::repeat_n(true, turn.tokens.len()));
-                let masks = turn.forbidden.iter().copied().chain(std::iter::repeat(0));
-                forbidden[r.episode].extend(masks.take(turn.tokens.len()));
+                let drawn = turn.masks.iter().cloned().chain(std::iter::repeat(Mask::FREE));
+                masks[r.episode].extend(drawn.take(turn.tokens.len()));
                 tokens[r.episode].extend(turn.tokens);
                 let _ = r.reply.send(Ok(turn.text));
             }
@@ -207,7 +226,7 @@ pub fn run_episodes(
             question,
             tokens: std::mem::take(&mut tokens[i]),
             generated: std::mem::take(&mut generated[i]),
-            forbidden: std::mem::take(&mut forbidden[i]),
+            masks: std::mem::take(&mut masks[i]),
             prompt_len: prompt_lens[i],
             trace,
             reward,

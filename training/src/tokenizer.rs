@@ -7,6 +7,7 @@
 //! as well; then the tags are ordinary text and stop strings are matched on decoded text.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use tokenizers::models::bpe::{BPE, BpeTrainerBuilder};
 use tokenizers::normalizers::NormalizerWrapper;
@@ -16,6 +17,7 @@ use tokenizers::{AddedToken, Tokenizer, TokenizerImpl};
 
 use switchyard::engine::grammar::TagTokens;
 use switchyard::engine::protocol;
+use switchyard::engine::protocol_grammar::Vocabulary;
 
 /// Framing tokens (ChatML); `<|endoftext|>` pads.
 pub const SPECIAL_TOKENS: [&str; 3] = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"];
@@ -53,9 +55,9 @@ pub struct RouterTokenizer {
     /// Ids that end a turn of generation: `</search>`, `</answer>` and end-of-turn/text,
     /// when the vocabulary has them as single tokens.
     pub stop_ids: Vec<i64>,
-    /// The protocol tags and stop tokens a constrained decoder masks (see
-    /// `switchyard::engine::grammar`).
-    pub tags: TagTokens,
+    /// The protocol tags and stop tokens, and every token's text: what a constrained decoder
+    /// masks by (see `switchyard::engine::protocol_grammar`).
+    pub vocab: Arc<Vocabulary>,
 }
 
 impl RouterTokenizer {
@@ -68,7 +70,15 @@ impl RouterTokenizer {
             .collect::<Vec<i64>>();
         let stop_u32: Vec<u32> = stop_ids.iter().filter_map(|&i| u32::try_from(i).ok()).collect();
         let tags = TagTokens::new(|t| inner.token_to_id(t), &stop_u32);
-        RouterTokenizer { inner, pad_id, stop_ids, tags }
+        // A token that is not valid UTF-8 alone decodes lossily; it never spells a name.
+        let texts = (0..inner.get_vocab_size(true) as u32).map(|id| inner.decode(&[id], false).unwrap_or_default());
+        let vocab = Arc::new(Vocabulary::new(tags, texts.collect()));
+        RouterTokenizer { inner, pad_id, stop_ids, vocab }
+    }
+
+    /// The tag and stop columns a constrained decoder masks.
+    pub fn tags(&self) -> &TagTokens {
+        self.vocab.tags()
     }
 
     /// Train byte-level BPE with `vocab_size` entries (special and tag tokens included).

@@ -102,7 +102,7 @@ impl TurnWriter for Scripted<'_> {
                 } else {
                     format!("<think>Ask.</think>\n<search>{}: Who founded Acme?</search>", self.model)
                 };
-                Ok(Generated { tokens: self.tokenizer.encode(&text)?, text, stopped: true, forbidden: Vec::new() })
+                Ok(Generated { tokens: self.tokenizer.encode(&text)?, text, stopped: true, masks: Vec::new() })
             })
             .collect()
     }

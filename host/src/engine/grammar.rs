@@ -66,7 +66,8 @@ impl Tag {
         }
     }
 
-    fn opens(self) -> bool {
+    /// An opening tag?
+    pub fn opens(self) -> bool {
         matches!(self, Tag::ThinkOpen | Tag::SearchOpen | Tag::AnswerOpen | Tag::InformationOpen)
     }
 }
@@ -105,6 +106,20 @@ impl TurnGrammar {
     /// May the turn end here (a stop token of the model)? Not inside a block.
     pub fn may_end(&self) -> bool {
         self.open.is_none()
+    }
+
+    /// The tag that closes the open block, if one is open.
+    pub fn closer(&self) -> Option<Tag> {
+        self.open.map(|b| match b {
+            Block::Think => Tag::ThinkClose,
+            Block::Search => Tag::SearchClose,
+            Block::Answer => Tag::AnswerClose,
+        })
+    }
+
+    /// The engine's final turn (no `<search>`)?
+    pub fn final_turn(&self) -> bool {
+        self.final_turn
     }
 
     /// Record that `tag` was written. A tag [`TurnGrammar::allows`] forbids (written in pieces,
@@ -187,13 +202,19 @@ impl TagTokens {
 
     /// Bit i set: column i may not be written next.
     pub fn forbidden(&self, grammar: &TurnGrammar) -> u32 {
+        self.forbidden_by(|tag| grammar.allows(tag), grammar.may_end())
+    }
+
+    /// [`TagTokens::forbidden`] for any rule: `allows` says which tags may come next,
+    /// `may_end` whether a stop token may.
+    pub fn forbidden_by(&self, allows: impl Fn(Tag) -> bool, may_end: bool) -> u32 {
         if self.has_no_tags() {
             return 0;
         }
         self.columns.iter().enumerate().fold(0, |bits, (i, (_, column))| {
             let allowed = match column {
-                Column::Tag(tag) => grammar.allows(*tag),
-                Column::End => grammar.may_end(),
+                Column::Tag(tag) => allows(*tag),
+                Column::End => may_end,
             };
             if allowed { bits } else { bits | (1 << i) }
         })
@@ -202,6 +223,24 @@ impl TagTokens {
     /// The forbidden token ids, from [`TagTokens::forbidden`]'s bits.
     pub fn forbidden_ids(&self, bits: u32) -> impl Iterator<Item = u32> + '_ {
         self.columns.iter().enumerate().filter(move |(i, _)| bits & (1 << i) != 0).map(|(_, (id, _))| *id)
+    }
+
+    /// The id of `tag`'s token, when the vocabulary has it as one.
+    pub fn id_of(&self, tag: Tag) -> Option<u32> {
+        self.columns.iter().find(|(_, c)| *c == Column::Tag(tag)).map(|(id, _)| *id)
+    }
+
+    /// The tag `token` is, if it is one of the columns.
+    pub fn tag_of(&self, token: u32) -> Option<Tag> {
+        self.columns.iter().find(|(id, _)| *id == token).and_then(|(_, c)| match c {
+            Column::Tag(tag) => Some(*tag),
+            Column::End => None,
+        })
+    }
+
+    /// Whether `token` is one of the columns (a tag or a stop token).
+    pub fn is_column(&self, token: u32) -> bool {
+        self.columns.iter().any(|(id, _)| *id == token)
     }
 
     /// Advance `grammar` over a written token (only tag tokens move it).

@@ -8,6 +8,7 @@
 pub mod grammar;
 pub mod policy;
 pub mod protocol;
+pub mod protocol_grammar;
 pub mod run;
 
 pub use policy::{Decider, Episode, Policy, PolicyError, ScriptedPolicy, StrategyPolicy};

@@ -31,6 +31,7 @@ use super::sequence::{GenerateOptions, TurnConstraint};
 use super::stop::StopSet;
 use crate::engine::grammar::TagTokens;
 use crate::engine::protocol::{self, STOP_STRINGS};
+use crate::engine::protocol_grammar::{TurnRules, Vocabulary};
 use crate::engine::{Episode, Policy, PolicyError};
 use crate::plugin::types::ModelDescriptor;
 
@@ -52,6 +53,9 @@ pub struct RouterOptions {
     pub seed: u64,
     /// Decode each turn under the protocol's tag grammar (see [`TurnConstraint`]).
     pub tag_grammar: bool,
+    /// Decode each turn under the whole protocol grammar: tags, text and the turn's budget
+    /// (implies `tag_grammar`).
+    pub protocol_grammar: bool,
 }
 
 pub struct OnnxPolicy {
@@ -63,8 +67,9 @@ pub struct OnnxPolicy {
     max_new_tokens: usize,
     seed: u64,
     stops: StopSet,
-    /// The tokenizer's grammar columns, when decoding under the tag grammar.
-    tags: Option<Arc<TagTokens>>,
+    /// The tokenizer's grammar columns and token texts, when decoding under a grammar.
+    vocab: Option<Arc<Vocabulary>>,
+    protocol_grammar: bool,
 }
 
 impl OnnxPolicy {
@@ -91,9 +96,12 @@ impl OnnxPolicy {
         let max_new_tokens =
             options.max_new_tokens.or(model.generation.max_new_tokens).unwrap_or(DEFAULT_MAX_NEW_TOKENS);
         let stops = model.stops(&STOP_STRINGS);
-        let tags = options.tag_grammar.then(|| {
+        let vocab = (options.tag_grammar || options.protocol_grammar).then(|| {
             let tokenizer = &model.tokenizer;
-            Arc::new(TagTokens::new(|t| tokenizer.token_to_id(t), stops.ids()))
+            let tags = TagTokens::new(|t| tokenizer.token_to_id(t), stops.ids());
+            // A token that is not valid UTF-8 alone decodes lossily; it never spells a name.
+            let texts = (0..tokenizer.vocab_size() as u32).map(|id| tokenizer.decode(&[id]).unwrap_or_default());
+            Arc::new(Vocabulary::new(tags, texts.collect()))
         });
         Ok(OnnxPolicy {
             name: name.to_string(),
@@ -104,7 +112,8 @@ impl OnnxPolicy {
             max_new_tokens,
             seed: options.seed,
             stops,
-            tags,
+            vocab,
+            protocol_grammar: options.protocol_grammar,
         })
     }
 
@@ -134,6 +143,21 @@ impl OnnxPolicy {
         Ok(ids)
     }
 
+    /// The grammar rules of the episode's next turn.
+    fn rules(&self, episode: &Episode) -> TurnRules {
+        if !self.protocol_grammar {
+            return TurnRules::tags_only(episode.final_turn);
+        }
+        let names = episode.pool.iter().flat_map(|m| std::iter::once(&m.name).chain(&m.aliases));
+        TurnRules {
+            final_turn: episode.final_turn,
+            first_turn: episode.segments.is_empty(),
+            budget: self.max_new_tokens,
+            models: TurnRules::model_names(names.map(String::as_str)),
+            text_rules: true,
+        }
+    }
+
     /// Each turn samples from its own seed, a function of the policy's seed, the question
     /// and the trajectory so far: a replayed episode samples the same turns.
     fn turn_seed(&self, episode: &Episode) -> u64 {
@@ -160,9 +184,9 @@ impl Policy for OnnxPolicy {
             seed: self.turn_seed(episode),
             stop: self.stops.clone(),
             grammar: self
-                .tags
+                .vocab
                 .as_ref()
-                .map(|tags| TurnConstraint { tags: tags.clone(), final_turn: episode.final_turn }),
+                .map(|vocab| TurnConstraint { vocab: vocab.clone(), rules: self.rules(episode) }),
         };
         let context = self.context(episode);
         Box::pin(async move {

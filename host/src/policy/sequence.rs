@@ -5,7 +5,7 @@
 //! when a stop string is completed the token that completed it is the last (nothing is
 //! sampled after a stop); the returned text is the decoding of the tokens, cut right after
 //! the stop string when one ended the generation. Under a [`TurnConstraint`] the tokens the
-//! protocol's tag grammar forbids are never chosen (their logits count as -inf).
+//! protocol grammar forbids are never chosen (their logits count as -inf).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,14 +16,14 @@ use super::error::GenerateError;
 use super::sampler::{Sampler, Sampling};
 use super::stop::{Finish, StopSet};
 use super::tokenizer::{TextStream, Tokenizer};
-use crate::engine::grammar::{TagTokens, TurnGrammar};
+use crate::engine::protocol_grammar::{Mask, TurnRules, TurnState, Vocabulary};
 
-/// Decode one router turn under the tag grammar (`crate::engine::grammar`).
+/// Decode one router turn under the protocol grammar (`crate::engine::protocol_grammar`):
+/// the tag grammar alone, or with its text and budget rules, as `rules` says.
 #[derive(Clone, Debug)]
 pub struct TurnConstraint {
-    pub tags: Arc<TagTokens>,
-    /// The engine's final turn: no `<search>` may be opened.
-    pub final_turn: bool,
+    pub vocab: Arc<Vocabulary>,
+    pub rules: TurnRules,
 }
 
 /// What to generate for one prompt.
@@ -60,7 +60,7 @@ pub struct Sequence {
     submitted: Instant,
     first_token: Option<Duration>,
     finish: Option<Finish>,
-    grammar: Option<(Arc<TagTokens>, TurnGrammar)>,
+    grammar: Option<(Arc<Vocabulary>, TurnState)>,
     /// The masked copy of a row of logits, kept to avoid an allocation per token.
     masked: Vec<f32>,
 }
@@ -72,7 +72,7 @@ impl Sequence {
             tokens: Vec::new(),
             stream: TextStream::default(),
             sampler: Sampler::new(options.sampling, options.seed),
-            grammar: options.grammar.as_ref().map(|c| (c.tags.clone(), TurnGrammar::new(c.final_turn))),
+            grammar: options.grammar.as_ref().map(|c| (c.vocab.clone(), TurnState::new(c.rules.clone()))),
             masked: Vec::new(),
             options,
             submitted,
@@ -93,21 +93,31 @@ impl Sequence {
     /// Choose the next token from this sequence's row of logits; true when that ends it.
     pub fn accept(&mut self, logits: &[f32], tokenizer: &Tokenizer) -> Result<bool, GenerateError> {
         let token = match &mut self.grammar {
-            Some((tags, grammar)) => {
-                let forbidden = tags.forbidden(grammar);
-                let token = if forbidden == 0 {
-                    self.sampler.next(logits)
-                } else {
-                    self.masked.clear();
-                    self.masked.extend_from_slice(logits);
-                    for id in tags.forbidden_ids(forbidden) {
-                        if let Some(l) = self.masked.get_mut(id as usize) {
-                            *l = f32::NEG_INFINITY;
+            Some((vocab, state)) => {
+                let token = match state.mask(vocab) {
+                    Mask::Forbid(0) => self.sampler.next(logits),
+                    Mask::Forbid(bits) => {
+                        self.masked.clear();
+                        self.masked.extend_from_slice(logits);
+                        for id in vocab.tags().forbidden_ids(bits) {
+                            if let Some(l) = self.masked.get_mut(id as usize) {
+                                *l = f32::NEG_INFINITY;
+                            }
                         }
+                        self.sampler.next(&self.masked)
                     }
-                    self.sampler.next(&self.masked)
+                    Mask::Only(ids) => {
+                        self.masked.clear();
+                        self.masked.resize(logits.len(), f32::NEG_INFINITY);
+                        for &id in ids.iter() {
+                            if let (Some(m), Some(l)) = (self.masked.get_mut(id as usize), logits.get(id as usize)) {
+                                *m = *l;
+                            }
+                        }
+                        self.sampler.next(&self.masked)
+                    }
                 };
-                tags.observe(grammar, token);
+                state.observe(vocab, token);
                 token
             }
             None => self.sampler.next(logits),
