@@ -109,7 +109,8 @@ impl Batch {
         let vocab = logits.size()[2];
         let masks: Vec<Mask> = only.iter().map(|(_, _, ids)| Mask::Only(ids.clone())).collect();
         let refs: Vec<&Mask> = masks.iter().collect();
-        let Some(bias) = only_bias(&refs, vocab, logits.device()) else { return logits };
+        let Some((_, bias)) = only_bias(&refs, vocab, logits.device()) else { return logits };
+        // Every entry is an allow-list, so the bias rows are `only`'s, in order.
         let at: Vec<i64> = only.iter().map(|(row, t, _)| (row - start) * n + t).collect();
         let at = Tensor::from_slice(&at).to_device(logits.device());
         logits.reshape([size * n, vocab]).index_add(0, &at, &bias).view([size, n, vocab])

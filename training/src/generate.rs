@@ -127,24 +127,27 @@ pub fn forbidden_bits<'a>(masks: impl IntoIterator<Item = &'a Mask>) -> Vec<u32>
     masks.into_iter().map(|m| if let Mask::Forbid(bits) = m { *bits } else { 0 }).collect()
 }
 
-/// `[rows, vocab]` additive logit bias for the rows whose mask is [`Mask::Only`]: every other
-/// token forbidden. None when no row has one.
-pub fn only_bias(masks: &[&Mask], vocab: i64, device: tch::Device) -> Option<Tensor> {
-    if !masks.iter().any(|m| matches!(m, Mask::Only(_))) {
+/// For the rows whose mask is [`Mask::Only`]: their indices `[k]` and an additive logit bias
+/// `[k, vocab]` that forbids every other token. None when no row has one.
+pub fn only_bias(masks: &[&Mask], vocab: i64, device: tch::Device) -> Option<(Tensor, Tensor)> {
+    let rows: Vec<(i64, &Arc<[u32]>)> = masks
+        .iter()
+        .enumerate()
+        .filter_map(|(i, m)| if let Mask::Only(ids) = m { Some((i as i64, ids)) } else { None })
+        .collect();
+    if rows.is_empty() {
         return None;
     }
     let width = vocab as usize;
-    let mut values = vec![0f32; masks.len() * width];
-    for (row, mask) in masks.iter().enumerate() {
-        if let Mask::Only(ids) = mask {
-            let row = &mut values[row * width..(row + 1) * width];
-            row.fill(FORBIDDEN_LOGIT as f32);
-            for &id in ids.iter().filter(|&&id| (id as usize) < width) {
-                row[id as usize] = 0.0;
-            }
+    let mut values = vec![FORBIDDEN_LOGIT as f32; rows.len() * width];
+    for (k, (_, ids)) in rows.iter().enumerate() {
+        for &id in ids.iter().filter(|&&id| (id as usize) < width) {
+            values[k * width + id as usize] = 0.0;
         }
     }
-    Some(Tensor::from_slice(&values).view([masks.len() as i64, vocab]).to_device(device))
+    let index: Vec<i64> = rows.iter().map(|(i, _)| *i).collect();
+    let bias = Tensor::from_slice(&values).view([rows.len() as i64, vocab]).to_device(device);
+    Some((Tensor::from_slice(&index).to_device(device), bias))
 }
 
 /// `[rows, columns]` additive logit bias from each row's forbidden bits over `tags`' columns.
@@ -208,8 +211,8 @@ pub fn generate(
             if let Some(columns) = &columns {
                 logits = logits.index_add(1, columns, &forbidden_bias(tags, &forbidden_bits(&masks), device));
                 let refs: Vec<&Mask> = masks.iter().collect();
-                if let Some(bias) = only_bias(&refs, logits.size()[1], device) {
-                    logits += bias;
+                if let Some((rows, bias)) = only_bias(&refs, logits.size()[1], device) {
+                    logits = logits.index_add(0, &rows, &bias);
                 }
             }
             let next: Vec<i64> = Vec::try_from(sample(&logits, sampling).to_device(tch::Device::Cpu))?;

@@ -42,6 +42,8 @@ pub struct Vocabulary {
     tags: TagTokens,
     /// Per token id, its text decoded alone (columns' entries are unused).
     texts: Vec<String>,
+    /// The same, lower-cased, for matching model names.
+    lower: Vec<String>,
     /// Ids of the tokens that are whitespace and nothing else.
     whitespace: Vec<u32>,
 }
@@ -55,7 +57,8 @@ impl Vocabulary {
                 !tags.is_column(id) && !t.is_empty() && t.chars().all(char::is_whitespace)
             })
             .collect();
-        Vocabulary { tags, texts, whitespace }
+        let lower = texts.iter().map(|t| t.to_lowercase()).collect();
+        Vocabulary { tags, texts, lower, whitespace }
     }
 
     pub fn tags(&self) -> &TagTokens {
@@ -218,7 +221,9 @@ impl TurnState {
         match self.phase {
             Phase::Outside => left > self.rules.reserve() && text.chars().all(char::is_whitespace),
             Phase::Think => left > self.rules.reserve() + 1,
-            Phase::SearchName => left > 1 && names_a_model(&format!("{}{text}", self.content), &self.rules.models),
+            Phase::SearchName => {
+                left > 1 && names_a_model_lower(&format!("{}{text}", self.content).to_lowercase(), &self.rules.models)
+            }
             Phase::SearchQuery | Phase::Answer => left > 1,
         }
     }
@@ -250,16 +255,32 @@ impl TurnState {
         if text_is_free {
             return Mask::Forbid(tag_bits());
         }
-        let candidates: Box<dyn Iterator<Item = u32>> = match self.phase {
-            Phase::Outside => Box::new(vocab.whitespace.iter().copied()),
-            _ => Box::new(0..vocab.len() as u32),
-        };
         let mut only: Vec<u32> =
             Tag::ALL.iter().filter(|t| self.allows_tag(**t)).filter_map(|t| tags.id_of(*t)).collect();
-        only.extend(candidates.filter(|&id| {
-            let text = vocab.text(id);
-            !tags.is_column(id) && !text.is_empty() && self.allows_text(text)
-        }));
+        match self.phase {
+            Phase::Outside => {
+                only.extend(vocab.whitespace.iter().copied().filter(|&id| self.allows_text(vocab.text(id))))
+            }
+            Phase::SearchName if self.left() > 1 => {
+                // The hot loop of a search: every token against the names, without allocating.
+                let content = self.content.to_lowercase();
+                let mut candidate = String::with_capacity(content.len() + 16);
+                only.extend((0..vocab.len() as u32).filter(|&id| {
+                    let piece = &vocab.lower[id as usize];
+                    if piece.is_empty() || tags.is_column(id) {
+                        return false;
+                    }
+                    candidate.clear();
+                    candidate.push_str(&content);
+                    candidate.push_str(piece);
+                    names_a_model_lower(&candidate, &self.rules.models)
+                }));
+            }
+            _ => only.extend((0..vocab.len() as u32).filter(|&id| {
+                let text = vocab.text(id);
+                !tags.is_column(id) && !text.is_empty() && self.allows_text(text)
+            })),
+        }
         if only.is_empty() { Mask::Forbid(tags.forbidden(&self.grammar)) } else { Mask::Only(only.into()) }
     }
 
@@ -301,9 +322,9 @@ impl TurnState {
     }
 }
 
-/// Can `text`, the start of a search's content, still become `name:` for one of `models`
-/// (lower-cased)? Once it holds the colon, the part before it must be one of them.
-fn names_a_model(text: &str, models: &[String]) -> bool {
+/// Can `text`, the start of a search's content, lower-cased, still become `name:` for one of
+/// `models` (lower-cased)? Once it holds the colon, the part before it must be one of them.
+fn names_a_model_lower(text: &str, models: &[String]) -> bool {
     let padding = |s: &str, trimmed: &str| s[trimmed.len()..].chars().count();
     let rest = text.trim_start();
     if text[..text.len() - rest.len()].chars().count() > MAX_NAME_PADDING {
@@ -317,12 +338,11 @@ fn names_a_model(text: &str, models: &[String]) -> bool {
         return false;
     }
     if colon {
-        let head = head.trim().to_lowercase();
-        return models.contains(&head);
+        let head = head.trim();
+        return models.iter().any(|m| m == head);
     }
-    let lower = rest.to_lowercase();
-    let name = lower.trim_end();
-    models.iter().any(|m| m.starts_with(&lower) || (name.len() < lower.len() && m == name))
+    let name = rest.trim_end();
+    models.iter().any(|m| m.starts_with(rest) || (name.len() < rest.len() && m == name))
 }
 
 /// Does the protocol grammar accept `turn`, a whole router turn, under `rules` (its budget
@@ -402,12 +422,12 @@ mod tests {
     fn search_names_are_matched_as_prefixes_of_pool_names() {
         let models = TurnRules::model_names(["qwen-2.5-7b", "llama 3 70b"]);
         for viable in ["", "  ", " qw", "QWEN-2.5-7b", "qwen-2.5-7b  ", "llama 3", "qwen-2.5-7b:", " llama 3 70b : x"] {
-            assert!(names_a_model(viable, &models), "{viable:?}");
+            assert!(names_a_model_lower(&viable.to_lowercase(), &models), "{viable:?}");
         }
         for dead in
             ["x", "qwen-2.5-7bx", "qwen-2.5-7b x", "llama:", "qwen-2.5-7b.", "llama  3", "   qwen", "qwen-2.5-7b\n\n\n"]
         {
-            assert!(!names_a_model(dead, &models), "{dead:?}");
+            assert!(!names_a_model_lower(&dead.to_lowercase(), &models), "{dead:?}");
         }
     }
 
