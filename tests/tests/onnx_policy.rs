@@ -189,11 +189,7 @@ fn seeded_sampling_is_reproducible_whatever_runs_alongside() {
 fn grammar_vocab(
     model: &switchyard::policy::Model,
 ) -> std::sync::Arc<switchyard::engine::protocol_grammar::Vocabulary> {
-    use switchyard::engine::grammar::TagTokens;
-    let tokenizer = &model.tokenizer;
-    let tags = TagTokens::new(|t| tokenizer.token_to_id(t), model.stops(&[]).ids());
-    let texts = (0..tokenizer.vocab_size() as u32).map(|id| tokenizer.decode(&[id]).unwrap_or_default());
-    std::sync::Arc::new(switchyard::engine::protocol_grammar::Vocabulary::new(tags, texts.collect()))
+    std::sync::Arc::new(switchyard::policy::router::grammar_vocabulary(model, &model.stops(&[])))
 }
 
 /// Sampled freely, the random fixture writes tags the protocol forbids where it writes them;

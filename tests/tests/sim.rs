@@ -134,13 +134,11 @@ async fn the_teacher_writes_well_formed_trajectories_that_mostly_answer_right() 
             if let Err(e) = switchyard::engine::grammar::check_turn(&segment.text, final_turn) {
                 panic!("teacher turn {turn}: {e}\n{}", trace.text());
             }
-            let pool = &trace.trajectory.pool;
-            let names = pool.iter().flat_map(|m| std::iter::once(&m.name).chain(&m.aliases));
             let rules = TurnRules {
                 final_turn,
                 first_turn: turn == 0,
                 budget: usize::MAX,
-                models: TurnRules::model_names(names.map(String::as_str)),
+                models: TurnRules::pool_names(&trace.trajectory.pool),
                 text_rules: true,
             };
             if let Err(e) = check_turn_text(&segment.text, rules) {

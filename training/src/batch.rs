@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use tch::{Device, Kind, Tensor};
 
-use crate::generate::{column_index, forbidden_bias, forbidden_bits, only_bias};
+use crate::generate::{allow_list_bias, column_index, forbidden_bias, forbidden_bits};
 use switchyard::engine::grammar::TagTokens;
 use switchyard::engine::protocol_grammar::Mask;
 
@@ -71,15 +71,15 @@ impl Batch {
                 }
             }
         }
-        if rows.iter().all(|r| forbidden_bits(r.iter()).iter().all(|b| *b == 0)) {
-            return self;
-        }
-        let device = self.input_ids.device();
         let width = self.input_ids.size()[1] as usize;
         let bits: Vec<u32> = rows
             .iter()
             .flat_map(|r| forbidden_bits(r.iter()).into_iter().chain(std::iter::repeat(0)).take(width))
             .collect();
+        if bits.iter().all(|b| *b == 0) {
+            return self;
+        }
+        let device = self.input_ids.device();
         let columns = tags.ids().len() as i64;
         let bias = forbidden_bias(tags, &bits, device).view([rows.len() as i64, width as i64, columns]);
         let n = width as i64 - 1;
@@ -107,10 +107,8 @@ impl Batch {
             return logits;
         }
         let vocab = logits.size()[2];
-        let masks: Vec<Mask> = only.iter().map(|(_, _, ids)| Mask::Only(ids.clone())).collect();
-        let refs: Vec<&Mask> = masks.iter().collect();
-        let Some((_, bias)) = only_bias(&refs, vocab, logits.device()) else { return logits };
-        // Every entry is an allow-list, so the bias rows are `only`'s, in order.
+        let lists: Vec<&[u32]> = only.iter().map(|(_, _, ids)| &ids[..]).collect();
+        let bias = allow_list_bias(&lists, vocab, logits.device());
         let at: Vec<i64> = only.iter().map(|(row, t, _)| (row - start) * n + t).collect();
         let at = Tensor::from_slice(&at).to_device(logits.device());
         logits.reshape([size * n, vocab]).index_add(0, &at, &bias).view([size, n, vocab])
@@ -155,13 +153,17 @@ pub fn sequence_mean(x: &Tensor, mask: &Tensor) -> Tensor {
 mod tests {
     use super::*;
 
-    #[test]
-    fn forbidden_bits_mask_the_logits_that_sampled_each_token() {
-        // Tag ids 3.. ; a vocabulary of 16.
-        let tags = TagTokens::new(
+    /// Tag ids 3.. of a vocabulary of 16.
+    fn tags() -> TagTokens {
+        TagTokens::new(
             |t| switchyard::engine::grammar::Tag::ALL.iter().position(|x| x.text() == t).map(|i| 3 + i as u32),
             &[],
-        );
+        )
+    }
+
+    #[test]
+    fn forbidden_bits_mask_the_logits_that_sampled_each_token() {
+        let tags = tags();
         let tokens: [i64; 4] = [1, 2, 7, 9];
         let generated = [false, true, true, true];
         // Token 2 (the third) was sampled with column 0 (id 3) forbidden.
@@ -182,10 +184,7 @@ mod tests {
 
     #[test]
     fn an_allow_list_leaves_only_its_tokens_at_the_position_that_sampled_with_it() {
-        let tags = TagTokens::new(
-            |t| switchyard::engine::grammar::Tag::ALL.iter().position(|x| x.text() == t).map(|i| 3 + i as u32),
-            &[],
-        );
+        let tags = tags();
         let tokens: [i64; 4] = [1, 2, 7, 9];
         let generated = [false, true, true, true];
         // Row 1's token 9 (its fourth) was drawn from {9, 12} only.

@@ -122,32 +122,23 @@ pub fn sample(logits: &Tensor, sampling: &Sampling) -> Tensor {
     probs.multinomial(1, false).squeeze_dim(-1)
 }
 
-/// Each mask's forbidden tag-column bits (0 for an [`Mask::Only`], which [`only_bias`] covers).
+/// Each mask's forbidden tag-column bits (0 for an [`Mask::Only`], which
+/// [`allow_list_bias`] covers).
 pub fn forbidden_bits<'a>(masks: impl IntoIterator<Item = &'a Mask>) -> Vec<u32> {
     masks.into_iter().map(|m| if let Mask::Forbid(bits) = m { *bits } else { 0 }).collect()
 }
 
-/// For the rows whose mask is [`Mask::Only`]: their indices `[k]` and an additive logit bias
-/// `[k, vocab]` that forbids every other token. None when no row has one.
-pub fn only_bias(masks: &[&Mask], vocab: i64, device: tch::Device) -> Option<(Tensor, Tensor)> {
-    let rows: Vec<(i64, &Arc<[u32]>)> = masks
-        .iter()
-        .enumerate()
-        .filter_map(|(i, m)| if let Mask::Only(ids) = m { Some((i as i64, ids)) } else { None })
-        .collect();
-    if rows.is_empty() {
-        return None;
-    }
+/// `[lists, vocab]` additive logit bias: row k forbids every token but those of `lists[k]`
+/// (a [`Mask::Only`]'s ids).
+pub fn allow_list_bias(lists: &[&[u32]], vocab: i64, device: tch::Device) -> Tensor {
     let width = vocab as usize;
-    let mut values = vec![FORBIDDEN_LOGIT as f32; rows.len() * width];
-    for (k, (_, ids)) in rows.iter().enumerate() {
+    let mut values = vec![FORBIDDEN_LOGIT as f32; lists.len() * width];
+    for (k, ids) in lists.iter().enumerate() {
         for &id in ids.iter().filter(|&&id| (id as usize) < width) {
             values[k * width + id as usize] = 0.0;
         }
     }
-    let index: Vec<i64> = rows.iter().map(|(i, _)| *i).collect();
-    let bias = Tensor::from_slice(&values).view([rows.len() as i64, vocab]).to_device(device);
-    Some((Tensor::from_slice(&index).to_device(device), bias))
+    Tensor::from_slice(&values).view([lists.len() as i64, vocab]).to_device(device)
 }
 
 /// `[rows, columns]` additive logit bias from each row's forbidden bits over `tags`' columns.
@@ -210,9 +201,14 @@ pub fn generate(
                 .collect();
             if let Some(columns) = &columns {
                 logits = logits.index_add(1, columns, &forbidden_bias(tags, &forbidden_bits(&masks), device));
-                let refs: Vec<&Mask> = masks.iter().collect();
-                if let Some((rows, bias)) = only_bias(&refs, logits.size()[1], device) {
-                    logits = logits.index_add(0, &rows, &bias);
+                let (rows, lists): (Vec<i64>, Vec<&[u32]>) = masks
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, m)| if let Mask::Only(ids) = m { Some((i as i64, &ids[..])) } else { None })
+                    .unzip();
+                if !rows.is_empty() {
+                    let bias = allow_list_bias(&lists, logits.size()[1], device);
+                    logits = logits.index_add(0, &Tensor::from_slice(&rows).to_device(device), &bias);
                 }
             }
             let next: Vec<i64> = Vec::try_from(sample(&logits, sampling).to_device(tch::Device::Cpu))?;

@@ -90,13 +90,12 @@ impl Policy for TokenPolicy {
             .map(|s| s.text.as_str())
             .collect();
         let (reply, answer) = oneshot::channel();
-        let names = episode.pool.iter().flat_map(|m| std::iter::once(&m.name).chain(&m.aliases));
         let request = TurnRequest {
             episode: self.episode,
             host_text,
             final_turn: episode.final_turn,
             first_turn: episode.segments.is_empty(),
-            models: TurnRules::model_names(names.map(String::as_str)),
+            models: TurnRules::pool_names(&episode.pool),
             reply,
         };
         let sent = self.to_batcher.send(Message::Turn(request));

@@ -70,9 +70,8 @@ impl RouterTokenizer {
             .collect::<Vec<i64>>();
         let stop_u32: Vec<u32> = stop_ids.iter().filter_map(|&i| u32::try_from(i).ok()).collect();
         let tags = TagTokens::new(|t| inner.token_to_id(t), &stop_u32);
-        // A token that is not valid UTF-8 alone decodes lossily; it never spells a name.
-        let texts = (0..inner.get_vocab_size(true) as u32).map(|id| inner.decode(&[id], false).unwrap_or_default());
-        let vocab = Arc::new(Vocabulary::new(tags, texts.collect()));
+        let size = inner.get_vocab_size(true);
+        let vocab = Arc::new(Vocabulary::from_decoder(tags, size, |id| inner.decode(&[id], false).ok()));
         RouterTokenizer { inner, pad_id, stop_ids, vocab }
     }
 

@@ -117,11 +117,6 @@ impl TurnGrammar {
         })
     }
 
-    /// The engine's final turn (no `<search>`)?
-    pub fn final_turn(&self) -> bool {
-        self.final_turn
-    }
-
     /// Record that `tag` was written. A tag [`TurnGrammar::allows`] forbids (written in pieces,
     /// which the decoder cannot mask) is recorded as far as it makes sense: an opening tag
     /// opens its block, a closing tag closes whatever is open.

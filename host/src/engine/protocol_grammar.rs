@@ -28,6 +28,7 @@
 use std::sync::Arc;
 
 use super::grammar::{Tag, TagTokens, TurnGrammar};
+use crate::plugin::types::ModelDescriptor;
 
 /// A `<think>` is opened only with room for this many tokens of thought before the reserve.
 const MIN_THINK_TOKENS: usize = 4;
@@ -61,6 +62,13 @@ impl Vocabulary {
         Vocabulary { tags, texts, lower, whitespace }
     }
 
+    /// From a tokenizer of `size` tokens: `decode(id)` is one token's text. A token that does
+    /// not decode alone (a piece of a UTF-8 character) counts as empty: it never spells a name.
+    pub fn from_decoder(tags: TagTokens, size: usize, decode: impl Fn(u32) -> Option<String>) -> Vocabulary {
+        let texts = (0..size as u32).map(|id| decode(id).unwrap_or_default()).collect();
+        Vocabulary::new(tags, texts)
+    }
+
     pub fn tags(&self) -> &TagTokens {
         &self.tags
     }
@@ -91,10 +99,6 @@ pub enum Mask {
 impl Mask {
     pub const FREE: Mask = Mask::Forbid(0);
 
-    pub fn is_free(&self) -> bool {
-        *self == Mask::FREE
-    }
-
     /// May `token` be written under this mask?
     pub fn allows(&self, tags: &TagTokens, token: u32) -> bool {
         match self {
@@ -123,6 +127,12 @@ impl TurnRules {
     /// The tag grammar alone.
     pub fn tags_only(final_turn: bool) -> TurnRules {
         TurnRules { final_turn, first_turn: false, budget: usize::MAX, models: Arc::from([]), text_rules: false }
+    }
+
+    /// The names and aliases of `pool`'s models, as [`TurnRules::models`] holds them.
+    pub fn pool_names(pool: &[ModelDescriptor]) -> Arc<[String]> {
+        let names = pool.iter().flat_map(|m| std::iter::once(&m.name).chain(&m.aliases));
+        TurnRules::model_names(names.map(String::as_str))
     }
 
     /// The names a search may call, from a pool's names and aliases.
@@ -245,7 +255,6 @@ impl TurnState {
         if tags.has_no_tags() {
             return Mask::FREE;
         }
-        let tag_bits = || tags.forbidden_by(|t| self.allows_tag(t), self.may_end());
         let text_is_free = !self.rules.text_rules
             || match self.phase {
                 Phase::Think => self.left() > self.rules.reserve() + 1,
@@ -253,7 +262,7 @@ impl TurnState {
                 Phase::Outside | Phase::SearchName => false,
             };
         if text_is_free {
-            return Mask::Forbid(tag_bits());
+            return Mask::Forbid(tags.forbidden_by(|t| self.allows_tag(t), self.may_end()));
         }
         let mut only: Vec<u32> =
             Tag::ALL.iter().filter(|t| self.allows_tag(**t)).filter_map(|t| tags.id_of(*t)).collect();
@@ -276,10 +285,8 @@ impl TurnState {
                     names_a_model_lower(&candidate, &self.rules.models)
                 }));
             }
-            _ => only.extend((0..vocab.len() as u32).filter(|&id| {
-                let text = vocab.text(id);
-                !tags.is_column(id) && !text.is_empty() && self.allows_text(text)
-            })),
+            // Anywhere else text is free (handled above) or, at the budget's end, not allowed.
+            _ => {}
         }
         if only.is_empty() { Mask::Forbid(tags.forbidden(&self.grammar)) } else { Mask::Only(only.into()) }
     }
@@ -531,7 +538,7 @@ mod tests {
     fn a_vocabulary_without_tags_masks_nothing() {
         let v = Vocabulary::new(TagTokens::new(|_| None, &[0]), vec!["a".into(), " ".into()]);
         let s = TurnState::new(rules(false, true, 10));
-        assert!(s.mask(&v).is_free());
+        assert_eq!(s.mask(&v), Mask::FREE);
     }
 
     #[test]

@@ -58,6 +58,14 @@ pub struct RouterOptions {
     pub protocol_grammar: bool,
 }
 
+/// What the grammar masks by for `model`: its tag tokens, the stop tokens of `stops`, and every
+/// token's text.
+pub fn grammar_vocabulary(model: &Model, stops: &StopSet) -> Vocabulary {
+    let tokenizer = &model.tokenizer;
+    let tags = TagTokens::new(|t| tokenizer.token_to_id(t), stops.ids());
+    Vocabulary::from_decoder(tags, tokenizer.vocab_size(), |id| tokenizer.decode(&[id]).ok())
+}
+
 pub struct OnnxPolicy {
     name: String,
     model: Arc<Model>,
@@ -96,13 +104,8 @@ impl OnnxPolicy {
         let max_new_tokens =
             options.max_new_tokens.or(model.generation.max_new_tokens).unwrap_or(DEFAULT_MAX_NEW_TOKENS);
         let stops = model.stops(&STOP_STRINGS);
-        let vocab = (options.tag_grammar || options.protocol_grammar).then(|| {
-            let tokenizer = &model.tokenizer;
-            let tags = TagTokens::new(|t| tokenizer.token_to_id(t), stops.ids());
-            // A token that is not valid UTF-8 alone decodes lossily; it never spells a name.
-            let texts = (0..tokenizer.vocab_size() as u32).map(|id| tokenizer.decode(&[id]).unwrap_or_default());
-            Arc::new(Vocabulary::new(tags, texts.collect()))
-        });
+        let vocab =
+            (options.tag_grammar || options.protocol_grammar).then(|| Arc::new(grammar_vocabulary(&model, &stops)));
         Ok(OnnxPolicy {
             name: name.to_string(),
             model: Arc::new(model),
@@ -148,12 +151,11 @@ impl OnnxPolicy {
         if !self.protocol_grammar {
             return TurnRules::tags_only(episode.final_turn);
         }
-        let names = episode.pool.iter().flat_map(|m| std::iter::once(&m.name).chain(&m.aliases));
         TurnRules {
             final_turn: episode.final_turn,
             first_turn: episode.segments.is_empty(),
             budget: self.max_new_tokens,
-            models: TurnRules::model_names(names.map(String::as_str)),
+            models: TurnRules::pool_names(&episode.pool),
             text_rules: true,
         }
     }
