@@ -182,6 +182,10 @@ pub struct PolicyConfig {
     /// its action (default false, as for `tag_grammar`).
     #[serde(default)]
     pub protocol_grammar: Option<bool>,
+    /// Extractive answers (`engine::answer_spans`; implies `protocol_grammar`): an answer is
+    /// a span of the question and the models' replies, copied, never retyped (default false).
+    #[serde(default)]
+    pub extractive_answers: Option<bool>,
 }
 
 /// What a policy entry runs.
@@ -218,6 +222,7 @@ impl PolicyConfig {
             max_batch: None,
             tag_grammar: None,
             protocol_grammar: None,
+            extractive_answers: None,
         }
     }
 
@@ -491,6 +496,7 @@ impl Config {
                     ("max_batch", p.max_batch.is_some()),
                     ("tag_grammar", p.tag_grammar.is_some()),
                     ("protocol_grammar", p.protocol_grammar.is_some()),
+                    ("extractive_answers", p.extractive_answers.is_some()),
                 ];
                 if let Some((name, _)) = onnx_only.iter().find(|(_, set)| *set) {
                     return Err(self.err(field(name), "applies to `onnx` policies only, not to a strategy"));
@@ -585,6 +591,7 @@ impl Config {
             seed: p.seed.unwrap_or(0),
             tag_grammar: p.tag_grammar.unwrap_or(false),
             protocol_grammar: p.protocol_grammar.unwrap_or(false),
+            extractive_answers: p.extractive_answers.unwrap_or(false),
         })
     }
 
@@ -614,5 +621,11 @@ fn locate(text: &str, offset: usize) -> String {
     let before = text.get(..offset).unwrap_or(text);
     let line = before.matches('\n').count() + 1;
     let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    format!("line {line}, column {column}")
+    // The line itself names the key, which toml's message does not.
+    let source = text.lines().nth(line - 1).map(str::trim).unwrap_or_default();
+    if source.is_empty() || source.chars().count() > 80 {
+        format!("line {line}, column {column}")
+    } else {
+        format!("line {line}, column {column} (`{source}`)")
+    }
 }

@@ -176,11 +176,16 @@ fn router_policies_are_checked_at_load() {
             base().replace("strategy = \"cheapest\"", "strategy = \"cheapest\"\ntag_grammar = true"),
             &["policies[0].tag_grammar", "`onnx` policies only"],
         ),
-        (router("tag_grammar = \"yes\""), &["line 25", "expected a boolean"]),
+        (router("tag_grammar = \"yes\""), &["line 25", "`tag_grammar = \"yes\"`", "expected a boolean"]),
         (
             base().replace("strategy = \"cheapest\"", "strategy = \"cheapest\"\nprotocol_grammar = true"),
             &["policies[0].protocol_grammar", "`onnx` policies only"],
         ),
+        (
+            base().replace("strategy = \"cheapest\"", "strategy = \"cheapest\"\nextractive_answers = true"),
+            &["policies[0].extractive_answers", "`onnx` policies only"],
+        ),
+        (router("extractive_answers = 1"), &["extractive_answers", "expected a boolean"]),
         (
             format!("[onnxruntime]\nlibrary = \"/nonexistent/libonnxruntime.so\"\n{}", base()),
             &["onnxruntime.library", "/nonexistent/libonnxruntime.so"],

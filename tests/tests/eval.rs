@@ -325,3 +325,49 @@ fn real_backends_through_a_config_and_flashrag_files() {
     assert_eq!(after[10]["id"], "extra");
     assert_eq!(after[10]["em"], 0.0, "{}", after[10]);
 }
+
+/// `--router` serves another export as the embedded default's `switchyard/router-r1`, decoded
+/// as `--router-decoding` says: with extractive answers, a random router's every answer is
+/// copied from its question or the replies it got. A router that does not load is an error,
+/// not a silent fallback to the shipped one.
+#[test]
+fn a_router_named_by_flag_is_served_and_decodes_as_asked() {
+    let fixture = switchyard_tests::router::shared();
+    let router = fixture.export.to_str().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let dataset = export(dir.path());
+    let out = dir.path().join("eval");
+    let base = ["eval", "--dataset", &dataset, "--policy", "switchyard/router-r1", "--limit", "6", "--quiet"];
+    let mut args = base.to_vec();
+    args.extend(["--router", router, "--router-decoding", "extractive", "--out", out.to_str().unwrap()]);
+    ok(&switchyard(&args));
+    let traces = records(&out.join("switchyard_router-r1.jsonl"));
+    assert_eq!(traces.len(), 6);
+    let mut answers = 0;
+    for t in &traces {
+        let answer = t["answer"].as_str().unwrap_or_default().trim().to_lowercase();
+        if answer.is_empty() {
+            continue;
+        }
+        answers += 1;
+        let trajectory = t["trajectory"].as_str().unwrap();
+        let replies: String = trajectory
+            .split("<information>")
+            .skip(1)
+            .filter_map(|s| s.split_once("</information>").map(|(reply, _)| reply))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let evidence = format!("{}\n{replies}", t["question"].as_str().unwrap()).to_lowercase();
+        assert!(evidence.contains(&answer), "{answer:?} is not copied from {evidence:?}");
+    }
+    assert!(answers > 0, "the final turn answers under the grammar: {traces:?}");
+
+    let missing = dir.path().join("no-router");
+    let mut args = base.to_vec();
+    args.extend(["--router", missing.to_str().unwrap()]);
+    let e = failure(&switchyard(&args));
+    assert!(e.contains("--router") && e.contains("no-router"), "{e}");
+    let mut args = base.to_vec();
+    args.extend(["--router", router, "--config", "host/config/local.toml"]);
+    assert!(failure(&switchyard(&args)).contains("cannot be used with"));
+}

@@ -233,9 +233,11 @@ fn the_tag_grammar_keeps_sampled_turns_to_the_protocol() {
 }
 
 /// Under the whole protocol grammar the random fixture's sampled turns all end in a complete
-/// action within the budget, and the grammar's own check accepts their text.
+/// action within the budget, and the grammar's own check accepts their text; with extractive
+/// answers every answer is a span of the evidence.
 #[test]
 fn the_protocol_grammar_makes_a_random_router_write_complete_turns() {
+    use switchyard::engine::answer_spans::Evidence;
     use switchyard::engine::protocol_grammar::{TurnRules, check_turn_text};
     use switchyard::policy::sequence::TurnConstraint;
 
@@ -244,7 +246,8 @@ fn the_protocol_grammar_makes_a_random_router_write_complete_turns() {
     let vocab = grammar_vocab(&model);
     let ids = model.tokenizer.encode(&prompts()[0]).unwrap();
     let stops = model.stops(&STOP_STRINGS);
-    for final_turn in [false, true] {
+    let evidence = std::sync::Arc::new(Evidence::new(["Who is older, Kithsu Lorvath or Zakdru?", "1949."]));
+    for (final_turn, extractive) in [(false, false), (true, false), (true, true)] {
         let rules = TurnRules {
             final_turn,
             first_turn: !final_turn,
@@ -252,6 +255,7 @@ fn the_protocol_grammar_makes_a_random_router_write_complete_turns() {
             // Names that fit in the reserve (16) spelled a character a token (see the module).
             models: TurnRules::model_names(["qwen-7b", "llama-8b"]),
             text_rules: true,
+            evidence: extractive.then(|| evidence.clone()),
         };
         for seed in 0..12 {
             let options = GenerateOptions {
@@ -265,6 +269,11 @@ fn the_protocol_grammar_makes_a_random_router_write_complete_turns() {
             assert!(generation.tokens.len() <= 64);
             if let Err(e) = check_turn_text(&generation.text, rules.clone()) {
                 panic!("seed {seed}, final {final_turn}: {e}: {:?}", generation.text);
+            }
+            if extractive {
+                let answer = generation.text.split_once("<answer>").map(|(_, a)| a.replace("</answer>", ""));
+                let answer = answer.unwrap_or_default().trim().to_lowercase();
+                assert!(evidence.holds_span(&answer), "seed {seed}: {answer:?} is not copied: {:?}", generation.text);
             }
         }
     }

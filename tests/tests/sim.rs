@@ -101,6 +101,7 @@ async fn injected_errors_truncation_and_latency() {
 
 #[tokio::test]
 async fn the_teacher_writes_well_formed_trajectories_that_mostly_answer_right() {
+    use switchyard::engine::answer_spans::Evidence;
     use switchyard::engine::protocol_grammar::{TurnRules, check_turn_text};
     use switchyard::plugin::types::{Author, CostBounds, Metric, RewardParams, ScoringInput};
     use switchyard::plugin::{Plugin, Reward};
@@ -128,8 +129,11 @@ async fn the_teacher_writes_well_formed_trajectories_that_mostly_answer_right() 
         assert_eq!(scored.format, 0.0, "{:?}\n{}", scored.format_errors, trace.text());
         // The decoding grammar forbids nothing the teacher writes (so it cannot forbid a
         // trajectory the warm-up teaches).
-        let router_turns = trace.trajectory.segments.iter().filter(|s| s.author == Author::Router);
-        for (turn, segment) in router_turns.enumerate() {
+        // Nor, with extractive answers, does it forbid the teacher's answers: each is a span of
+        // the question and the replies before it.
+        let segments = &trace.trajectory.segments;
+        let router_turns = segments.iter().enumerate().filter(|(_, s)| s.author == Author::Router);
+        for (turn, (at, segment)) in router_turns.enumerate() {
             let final_turn = turn as u32 == config.engine.max_turns;
             if let Err(e) = switchyard::engine::grammar::check_turn(&segment.text, final_turn) {
                 panic!("teacher turn {turn}: {e}\n{}", trace.text());
@@ -140,9 +144,14 @@ async fn the_teacher_writes_well_formed_trajectories_that_mostly_answer_right() 
                 budget: usize::MAX,
                 models: TurnRules::pool_names(&trace.trajectory.pool),
                 text_rules: true,
+                evidence: None,
             };
-            if let Err(e) = check_turn_text(&segment.text, rules) {
+            if let Err(e) = check_turn_text(&segment.text, rules.clone()) {
                 panic!("teacher turn {turn} (protocol grammar): {e}\n{}", trace.text());
+            }
+            let evidence = Arc::new(Evidence::of_episode(&q.question, &segments[..at]));
+            if let Err(e) = check_turn_text(&segment.text, TurnRules { evidence: Some(evidence), ..rules }) {
+                panic!("teacher turn {turn} (extractive answers): {e}\n{}", trace.text());
             }
         }
         em += scored.exact_match;

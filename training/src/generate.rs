@@ -20,6 +20,7 @@ use std::sync::Arc;
 
 use crate::model::{Transformer, position_ids};
 use crate::tokenizer::RouterTokenizer;
+use switchyard::engine::answer_spans::Evidence;
 use switchyard::engine::grammar::TagTokens;
 use switchyard::engine::protocol::STOP_STRINGS;
 use switchyard::engine::protocol_grammar::{Mask, TurnRules, TurnState};
@@ -43,22 +44,43 @@ pub struct Sampling {
     /// Also the protocol grammar's text and budget rules (implies `tag_grammar`; off by
     /// default for the same reason).
     pub protocol_grammar: bool,
+    /// Also extractive answers: an answer is a span of the question and the replies
+    /// (`switchyard::engine::answer_spans`; implies `protocol_grammar`).
+    pub extractive_answers: bool,
 }
 
 impl Sampling {
     pub fn greedy(max_new_tokens: usize) -> Sampling {
-        Sampling { temperature: 0.0, top_p: 1.0, max_new_tokens, tag_grammar: false, protocol_grammar: false }
+        Sampling {
+            temperature: 0.0,
+            top_p: 1.0,
+            max_new_tokens,
+            tag_grammar: false,
+            protocol_grammar: false,
+            extractive_answers: false,
+        }
     }
 
     fn constrained(&self) -> bool {
-        self.tag_grammar || self.protocol_grammar
+        self.tag_grammar || self.text_rules()
+    }
+
+    fn text_rules(&self) -> bool {
+        self.protocol_grammar || self.extractive_answers
     }
 }
 
 impl Default for Sampling {
     /// The reference's rollout setting.
     fn default() -> Self {
-        Sampling { temperature: 1.0, top_p: 0.95, max_new_tokens: 128, tag_grammar: false, protocol_grammar: false }
+        Sampling {
+            temperature: 1.0,
+            top_p: 0.95,
+            max_new_tokens: 128,
+            tag_grammar: false,
+            protocol_grammar: false,
+            extractive_answers: false,
+        }
     }
 }
 
@@ -72,16 +94,18 @@ pub struct TurnInput {
     pub first_turn: bool,
     /// Lower-cased names and aliases a search may call (`TurnRules::model_names`).
     pub models: Arc<[String]>,
+    /// What an extractive answer may copy (used with [`Sampling::extractive_answers`]).
+    pub evidence: Option<Arc<Evidence>>,
 }
 
 impl TurnInput {
     /// A turn that is neither first nor final, over no named models.
     pub fn new(context: Vec<i64>) -> TurnInput {
-        TurnInput { context, final_turn: false, first_turn: false, models: Arc::from([]) }
+        TurnInput { context, final_turn: false, first_turn: false, models: Arc::from([]), evidence: None }
     }
 
     fn rules(&self, sampling: &Sampling) -> TurnRules {
-        if !sampling.protocol_grammar {
+        if !sampling.text_rules() {
             return TurnRules::tags_only(self.final_turn);
         }
         TurnRules {
@@ -90,6 +114,7 @@ impl TurnInput {
             budget: sampling.max_new_tokens,
             models: self.models.clone(),
             text_rules: true,
+            evidence: if sampling.extractive_answers { self.evidence.clone() } else { None },
         }
     }
 }
@@ -347,6 +372,7 @@ mod tests {
                 final_turn: i % 2 == 0,
                 first_turn,
                 models: models.clone(),
+                evidence: Some(Arc::new(Evidence::new(["Who is older, Kithsu Lorvath or Zakdru?", "1949."]))),
             })
             .collect()
     }
@@ -403,6 +429,29 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// With extractive answers a random model's every answer is a whole span of the evidence.
+    #[test]
+    fn extractive_answers_make_a_random_model_copy_its_answers() {
+        let t = tokenizer();
+        let m = tag_happy_model(&t);
+        let turns = turns(&t, false);
+        let s = Sampling { temperature: 1.5, top_p: 1.0, extractive_answers: true, ..Sampling::greedy(64) };
+        tch::manual_seed(4);
+        let rows = generate(&m, &t, &turns, &s).unwrap();
+        let evidence = turns[0].evidence.clone().unwrap();
+        let mut answers = 0;
+        for (row, turn) in rows.iter().zip(&turns) {
+            switchyard::engine::protocol_grammar::check_turn_text(&row.text, turn.rules(&s))
+                .unwrap_or_else(|e| panic!("{e}: {:?}", row.text));
+            if let Some((_, rest)) = row.text.split_once("<answer>") {
+                let answer = rest.trim_end_matches("</answer>").trim().to_lowercase();
+                assert!(evidence.holds_span(&answer), "{answer:?} in {:?}", row.text);
+                answers += 1;
+            }
+        }
+        assert!(answers >= 4, "the final turns answer: {answers}");
     }
 
     #[test]

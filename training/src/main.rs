@@ -131,6 +131,10 @@ enum Command {
         /// (`rl.sampling.protocol_grammar`), whatever the config says.
         #[arg(long)]
         protocol_grammar: bool,
+        /// Answers copied from the question and the replies (`rl.sampling.extractive_answers`;
+        /// implies the protocol grammar), whatever the config says.
+        #[arg(long)]
+        extractive_answers: bool,
         #[command(flatten)]
         common: Common,
     },
@@ -350,11 +354,22 @@ fn main() -> anyhow::Result<()> {
             plot(&run_dir, &format!("{:?}", config.rl.algorithm).to_uppercase());
             println!("model written to {}", out.display());
         }
-        Command::Eval { model, questions, split, alpha, out, tag_grammar, protocol_grammar, common } => {
+        Command::Eval {
+            model,
+            questions,
+            split,
+            alpha,
+            out,
+            tag_grammar,
+            protocol_grammar,
+            extractive_answers,
+            common,
+        } => {
             let mut config = TrainConfig::load(common.config.as_deref())?;
             config.env.reward.alpha = alpha.unwrap_or(config.env.reward.alpha);
             config.rl.sampling.tag_grammar |= tag_grammar;
             config.rl.sampling.protocol_grammar |= protocol_grammar;
+            config.rl.sampling.extractive_answers |= extractive_answers;
             let (policy, tokenizer) = load_model(&model, device(&common.device)?)?;
             let env = Environment::new(config.env.clone(), common.plugins.as_deref())?;
             let eval = rl::evaluate(&policy, &tokenizer, &env, split.into(), questions, &config.rl.sampling)?;

@@ -23,6 +23,7 @@ use crate::env::Environment;
 use crate::generate::{Generated, Sampling, TurnInput, generate};
 use crate::model::Transformer;
 use crate::tokenizer::RouterTokenizer;
+use switchyard::engine::answer_spans::Evidence;
 use switchyard::engine::protocol_grammar::{Mask, TurnRules};
 use switchyard::engine::{self, Episode, Policy, PolicyError, Trace};
 use switchyard::plugin::types::{Author, RewardBreakdown};
@@ -58,6 +59,8 @@ struct TurnRequest {
     first_turn: bool,
     /// The names and aliases of the episode's pool, for the protocol grammar.
     models: Arc<[String]>,
+    /// The question and the replies so far, for extractive answers.
+    evidence: Arc<Evidence>,
     reply: oneshot::Sender<Result<String, String>>,
 }
 
@@ -96,6 +99,7 @@ impl Policy for TokenPolicy {
             final_turn: episode.final_turn,
             first_turn: episode.segments.is_empty(),
             models: TurnRules::pool_names(&episode.pool),
+            evidence: Arc::new(Evidence::of_episode(&episode.question, &episode.segments)),
             reply,
         };
         let sent = self.to_batcher.send(Message::Turn(request));
@@ -197,6 +201,7 @@ pub fn run_episodes(
                     final_turn: r.final_turn,
                     first_turn: r.first_turn,
                     models: r.models.clone(),
+                    evidence: Some(r.evidence.clone()),
                 })
                 .collect();
             let turns = writer.write_turns(&inputs)?;

@@ -49,6 +49,8 @@ pub struct EvalArgs {
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
+    #[command(flatten)]
+    router: super::serve::EmbeddedRouter,
 }
 
 /// Plot which models each routing policy (one that calls more than one model) calls, overall
@@ -97,7 +99,7 @@ impl EvalArgs {
                 Some(path) => Snapshot::load(path, &runtime)?,
                 None => {
                     let held_out = if self.held_out_models { HeldOut::Included } else { HeldOut::Excluded };
-                    super::serve::embedded_snapshot(&runtime, held_out).await?
+                    super::serve::embedded_snapshot(&runtime, held_out, &self.router).await?
                 }
             });
             let r = &snapshot.config.reward;

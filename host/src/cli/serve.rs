@@ -20,6 +20,39 @@ pub struct ServeArgs {
     /// Override `server.listen` (e.g. 127.0.0.1:0 for any free port).
     #[arg(long)]
     listen: Option<String>,
+    #[command(flatten)]
+    router: EmbeddedRouter,
+}
+
+/// How the embedded default's trained router decodes (a config file says it per policy).
+///
+/// The default is extractive: in the simulated world every answer is a name or a value the
+/// question or a model's reply spells out, and copying it is what the tiny router is worst at
+/// (EVALUATION.md measures all four). A config file's `[[policies]]` decode freely unless told.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Decoding {
+    /// Unconstrained.
+    Free,
+    /// Under the tag grammar (`tag_grammar`).
+    Tags,
+    /// Under the whole protocol grammar (`protocol_grammar`).
+    Protocol,
+    /// Under the protocol grammar, with answers copied from the question and the replies
+    /// (`extractive_answers`).
+    #[default]
+    Extractive,
+}
+
+/// The embedded default's trained router: which model directory, decoded how.
+#[derive(Clone, Debug, Default, Args)]
+pub struct EmbeddedRouter {
+    /// With the embedded default, serve this exported router as `switchyard/router-r1`
+    /// instead of the shipped `models/router-r1/`.
+    #[arg(long = "router", conflicts_with = "config")]
+    pub dir: Option<PathBuf>,
+    /// With the embedded default, how the trained router decodes.
+    #[arg(long = "router-decoding", value_enum, default_value_t = Decoding::default(), conflicts_with = "config")]
+    pub decoding: Decoding,
 }
 
 impl ServeArgs {
@@ -29,7 +62,7 @@ impl ServeArgs {
         tokio.block_on(async move {
             let snapshot = match &self.config {
                 Some(path) => Snapshot::load(path, &runtime)?,
-                None => embedded_snapshot(&runtime, embedded::HeldOut::Excluded).await?,
+                None => embedded_snapshot(&runtime, embedded::HeldOut::Excluded, &self.router).await?,
             };
             let listen = self.listen.clone().unwrap_or_else(|| snapshot.config.server.listen.clone());
             let listener =
@@ -57,6 +90,7 @@ impl ServeArgs {
 pub(super) async fn embedded_snapshot(
     runtime: &std::sync::Arc<Runtime>,
     held_out: embedded::HeldOut,
+    router: &EmbeddedRouter,
 ) -> anyhow::Result<Snapshot> {
     let config = embedded::start(&embedded::find_plugins_dir()?, held_out).await?;
     let mut snapshot = Snapshot::from_config(config, runtime)?;
@@ -64,7 +98,7 @@ pub(super) async fn embedded_snapshot(
     let world = std::sync::Arc::new(crate::sim::world::World::generate(&Default::default()));
     let teacher = crate::sim::teacher::TeacherPolicy::new("switchyard/teacher", world);
     snapshot.policies.insert("switchyard/teacher".into(), std::sync::Arc::new(teacher));
-    if let Some(router) = trained_router() {
+    if let Some(router) = trained_router(router)? {
         snapshot.policies.insert(embedded::ROUTER_POLICY.into(), router);
     }
     // Shipped learned routers, like the trained router: served when present and sound,
@@ -86,8 +120,22 @@ pub(super) async fn embedded_snapshot(
 /// The trained router for the embedded default, when one is shipped and loads. Its absence
 /// (or a broken one) is reported and the strategies and the teacher are served without it:
 /// the embedded default is for trying Switchyard, and must start without a trained model.
-fn trained_router() -> Option<std::sync::Arc<dyn crate::engine::Policy>> {
+/// A router named with `--router` is another matter: it must load.
+fn trained_router(router: &EmbeddedRouter) -> anyhow::Result<Option<std::sync::Arc<dyn crate::engine::Policy>>> {
     use crate::policy::{ModelOptions, OnnxPolicy, RouterOptions};
+    let options = RouterOptions {
+        model: ModelOptions { label: embedded::ROUTER_POLICY.into(), ..ModelOptions::default() },
+        tag_grammar: router.decoding == Decoding::Tags,
+        protocol_grammar: router.decoding == Decoding::Protocol,
+        extractive_answers: router.decoding == Decoding::Extractive,
+        ..RouterOptions::default()
+    };
+    if let Some(dir) = &router.dir {
+        let policy = OnnxPolicy::load(embedded::ROUTER_POLICY, dir, &options)
+            .with_context(|| format!("the router in {} (--router)", dir.display()))?;
+        eprintln!("switchyard: serving the trained router {} from {}", embedded::ROUTER_POLICY, dir.display());
+        return Ok(Some(std::sync::Arc::new(policy)));
+    }
     let dir = match embedded::find_router_dir() {
         Ok(dir) => dir,
         Err(tried) => {
@@ -101,14 +149,10 @@ fn trained_router() -> Option<std::sync::Arc<dyn crate::engine::Policy>> {
                     .collect::<Vec<_>>()
                     .join(", ")
             );
-            return None;
+            return Ok(None);
         }
     };
-    let options = RouterOptions {
-        model: ModelOptions { label: embedded::ROUTER_POLICY.into(), ..ModelOptions::default() },
-        ..RouterOptions::default()
-    };
-    match OnnxPolicy::load(embedded::ROUTER_POLICY, &dir, &options) {
+    Ok(match OnnxPolicy::load(embedded::ROUTER_POLICY, &dir, &options) {
         Ok(policy) => {
             eprintln!("switchyard: serving the trained router {} from {}", embedded::ROUTER_POLICY, dir.display());
             Some(std::sync::Arc::new(policy))
@@ -120,5 +164,5 @@ fn trained_router() -> Option<std::sync::Arc<dyn crate::engine::Policy>> {
             );
             None
         }
-    }
+    })
 }

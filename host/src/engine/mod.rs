@@ -5,6 +5,7 @@
 //! turn -> `protocol` parses it -> `backend::Pool` makes the call -> the
 //! reply goes back into the episode as an information block.
 
+pub mod answer_spans;
 pub mod grammar;
 pub mod policy;
 pub mod protocol;

@@ -8,7 +8,11 @@
 //!   at a stop token: a turn that ends otherwise is one the engine cannot act on;
 //! - no block is closed empty (a `<think>` of only `...` neither);
 //! - a search names a pool model (a name or an alias, any case) before its colon, with at most
-//!   [`MAX_NAME_PADDING`] whitespace characters on either side of the name.
+//!   [`MAX_NAME_PADDING`] whitespace characters on either side of the name;
+//! - with [`TurnRules::evidence`] (extractive answers), an answer is a span of the evidence
+//!   ([`super::answer_spans`]), with at most [`MAX_NAME_PADDING`] whitespace characters before it.
+//!   This one is a choice of the operator, not a format rule: it forbids answers the question and
+//!   the replies do not spell out.
 //!
 //! The budget rule: a quarter of the turn's tokens is reserved for its action. With one more than
 //! the reserve left an open `<think>` is closed; a `<search>` is opened only with the reserve still
@@ -27,6 +31,7 @@
 
 use std::sync::Arc;
 
+use super::answer_spans::Evidence;
 use super::grammar::{Tag, TagTokens, TurnGrammar};
 use crate::plugin::types::ModelDescriptor;
 
@@ -121,12 +126,21 @@ pub struct TurnRules {
     pub models: Arc<[String]>,
     /// False: the tag grammar alone (how runs before the text rules decoded).
     pub text_rules: bool,
+    /// Extractive answers: an answer must be a span of this evidence (with `text_rules`).
+    pub evidence: Option<Arc<Evidence>>,
 }
 
 impl TurnRules {
     /// The tag grammar alone.
     pub fn tags_only(final_turn: bool) -> TurnRules {
-        TurnRules { final_turn, first_turn: false, budget: usize::MAX, models: Arc::from([]), text_rules: false }
+        TurnRules {
+            final_turn,
+            first_turn: false,
+            budget: usize::MAX,
+            models: Arc::from([]),
+            text_rules: false,
+            evidence: None,
+        }
     }
 
     /// The names and aliases of `pool`'s models, as [`TurnRules::models`] holds them.
@@ -218,8 +232,21 @@ impl TurnState {
             },
             Phase::Think => !self.blank() || left <= self.rules.reserve() + 1,
             Phase::SearchName => left <= 1,
-            Phase::SearchQuery | Phase::Answer => !self.blank() || left <= 1,
+            Phase::SearchQuery => !self.blank() || left <= 1,
+            Phase::Answer => (!self.blank() && self.answer_is_a_span()) || left <= 1,
         }
+    }
+
+    /// Without evidence any answer is; with it, a whole span of it.
+    fn answer_is_a_span(&self) -> bool {
+        self.rules.evidence.as_ref().is_none_or(|e| e.holds_span(self.content.trim().to_lowercase().as_str()))
+    }
+
+    /// With evidence, may the answer so far go on with `piece` (lower-cased)?
+    fn answer_allows(&self, evidence: &Evidence, piece: &str) -> bool {
+        let candidate = format!("{}{piece}", self.content.to_lowercase());
+        let body = candidate.trim_start();
+        candidate[..candidate.len() - body.len()].chars().count() <= MAX_NAME_PADDING && evidence.allows_prefix(body)
     }
 
     /// May `text` (an ordinary token's text, no tag) be written next?
@@ -234,7 +261,10 @@ impl TurnState {
             Phase::SearchName => {
                 left > 1 && names_a_model_lower(&format!("{}{text}", self.content).to_lowercase(), &self.rules.models)
             }
-            Phase::SearchQuery | Phase::Answer => left > 1,
+            Phase::SearchQuery => left > 1,
+            Phase::Answer => {
+                left > 1 && self.rules.evidence.as_ref().is_none_or(|e| self.answer_allows(e, &text.to_lowercase()))
+            }
         }
     }
 
@@ -258,7 +288,8 @@ impl TurnState {
         let text_is_free = !self.rules.text_rules
             || match self.phase {
                 Phase::Think => self.left() > self.rules.reserve() + 1,
-                Phase::SearchQuery | Phase::Answer => self.left() > 1,
+                Phase::SearchQuery => self.left() > 1,
+                Phase::Answer => self.left() > 1 && self.rules.evidence.is_none(),
                 Phase::Outside | Phase::SearchName => false,
             };
         if text_is_free {
@@ -285,10 +316,37 @@ impl TurnState {
                     names_a_model_lower(&candidate, &self.rules.models)
                 }));
             }
+            Phase::Answer if self.left() > 1 => {
+                if let Some(evidence) = &self.rules.evidence {
+                    only.extend(self.answer_tokens(vocab, evidence));
+                }
+            }
             // Anywhere else text is free (handled above) or, at the budget's end, not allowed.
             _ => {}
         }
         if only.is_empty() { Mask::Forbid(tags.forbidden(&self.grammar)) } else { Mask::Only(only.into()) }
+    }
+
+    /// The text tokens that keep an answer a viable span of `evidence`: the word starts the
+    /// answer so far matches at are found once, then each token is tried against them alone.
+    fn answer_tokens<'v>(&self, vocab: &'v Vocabulary, evidence: &'v Evidence) -> impl Iterator<Item = u32> + 'v {
+        let answer = self.content.to_lowercase();
+        let body = answer.trim_start().to_string();
+        let padding = answer[..answer.len() - body.len()].chars().count();
+        let at = evidence.starts_of(&body);
+        let tags = vocab.tags().clone();
+        (0..vocab.len() as u32).filter(move |&id| {
+            let piece = &vocab.lower[id as usize];
+            if piece.is_empty() || tags.is_column(id) {
+                return false;
+            }
+            if !body.is_empty() {
+                return evidence.continues(&at, body.len(), piece);
+            }
+            let word = piece.trim_start();
+            padding + piece[..piece.len() - word.len()].chars().count() <= MAX_NAME_PADDING
+                && (word.is_empty() || evidence.continues(&at, 0, word))
+        })
     }
 
     /// Record a written token.
@@ -388,6 +446,7 @@ mod tests {
             budget,
             models: TurnRules::model_names(["qwen-2.5-7b", "llama 3 70b", "Mistral-7B"]),
             text_rules: true,
+            evidence: None,
         }
     }
 
@@ -518,6 +577,35 @@ mod tests {
         }
         // The last token closes the answer.
         assert_eq!(only(&s.mask(&v), &v), ["</answer>"]);
+        s.observe(&v, id(&v, "</answer>"));
+        assert!(s.is_complete());
+    }
+
+    #[test]
+    fn extractive_answers_copy_a_span_of_the_evidence() {
+        let evidence = Arc::new(Evidence::new(["Who is older, Qwen Lama or Mist?", "1949."]));
+        let extractive = TurnRules { evidence: Some(evidence), ..rules(true, false, 40) };
+        for turn in ["<answer>Qwen Lama</answer>", "<answer> mist</answer>", "<answer>1949</answer>"] {
+            check_turn_text(turn, extractive.clone()).unwrap_or_else(|e| panic!("{turn}: {e}"));
+            // Without evidence the same answers are fine too.
+            check_turn_text(turn, rules(true, false, 40)).unwrap();
+        }
+        for turn in
+            ["<answer>Qwen Mist</answer>", "<answer>Qw</answer>", "<answer>   Mist</answer>", "<answer>x</answer>"]
+        {
+            assert!(check_turn_text(turn, extractive.clone()).is_err(), "{turn}");
+        }
+        assert!(check_turn_text("<answer>x</answer>", rules(true, false, 40)).is_ok());
+
+        // Token by token: "qwen", " who" and "mist" start words of the evidence, "llama", "x"
+        // and "?" do not (a span starts at a letter or digit).
+        let v = vocab();
+        let mut s = TurnState::new(extractive);
+        s.observe(&v, id(&v, "<answer>"));
+        assert_eq!(only(&s.mask(&v), &v), ["\n", " ", "qwen", " who", "mist"]);
+        s.observe(&v, id(&v, "mist"));
+        // "mist" is a whole word of the evidence: it may close, or go on as "mist?".
+        assert_eq!(only(&s.mask(&v), &v), ["</answer>", "?"]);
         s.observe(&v, id(&v, "</answer>"));
         assert!(s.is_complete());
     }

@@ -13,7 +13,9 @@
 //!
 //! A turn ends at `</search>` or `</answer>` (the engine's [`STOP_STRINGS`]), at a stop token
 //! of the model, or after `max_new_tokens`. With `tag_grammar` the turn is decoded under the
-//! protocol's tag grammar, as the training crate's rollouts are with `rl.sampling.tag_grammar`.
+//! protocol's tag grammar, as the training crate's rollouts are with `rl.sampling.tag_grammar`;
+//! with `protocol_grammar` under the whole protocol grammar, and with `extractive_answers` its
+//! answers are also spans of the question and the replies.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -29,6 +31,7 @@ use super::prompt::RouterPrompt;
 use super::sampler::Sampling;
 use super::sequence::{GenerateOptions, TurnConstraint};
 use super::stop::StopSet;
+use crate::engine::answer_spans::Evidence;
 use crate::engine::grammar::TagTokens;
 use crate::engine::protocol::{self, STOP_STRINGS};
 use crate::engine::protocol_grammar::{TurnRules, Vocabulary};
@@ -56,6 +59,9 @@ pub struct RouterOptions {
     /// Decode each turn under the whole protocol grammar: tags, text and the turn's budget
     /// (implies `tag_grammar`).
     pub protocol_grammar: bool,
+    /// Answers are spans of the question and the replies (`engine::answer_spans`; implies
+    /// `protocol_grammar`).
+    pub extractive_answers: bool,
 }
 
 /// What the grammar masks by for `model`: its tag tokens, the stop tokens of `stops`, and every
@@ -78,6 +84,7 @@ pub struct OnnxPolicy {
     /// The tokenizer's grammar columns and token texts, when decoding under a grammar.
     vocab: Option<Arc<Vocabulary>>,
     protocol_grammar: bool,
+    extractive_answers: bool,
 }
 
 impl OnnxPolicy {
@@ -104,8 +111,8 @@ impl OnnxPolicy {
         let max_new_tokens =
             options.max_new_tokens.or(model.generation.max_new_tokens).unwrap_or(DEFAULT_MAX_NEW_TOKENS);
         let stops = model.stops(&STOP_STRINGS);
-        let vocab =
-            (options.tag_grammar || options.protocol_grammar).then(|| Arc::new(grammar_vocabulary(&model, &stops)));
+        let protocol_grammar = options.protocol_grammar || options.extractive_answers;
+        let vocab = (options.tag_grammar || protocol_grammar).then(|| Arc::new(grammar_vocabulary(&model, &stops)));
         Ok(OnnxPolicy {
             name: name.to_string(),
             model: Arc::new(model),
@@ -116,7 +123,8 @@ impl OnnxPolicy {
             seed: options.seed,
             stops,
             vocab,
-            protocol_grammar: options.protocol_grammar,
+            protocol_grammar,
+            extractive_answers: options.extractive_answers,
         })
     }
 
@@ -157,6 +165,9 @@ impl OnnxPolicy {
             budget: self.max_new_tokens,
             models: TurnRules::pool_names(&episode.pool),
             text_rules: true,
+            evidence: self
+                .extractive_answers
+                .then(|| Arc::new(Evidence::of_episode(&episode.question, &episode.segments))),
         }
     }
 
