@@ -14,15 +14,20 @@
 //! - span prefixes are prefix-closed: every prefix of an acceptable span is a viable prefix,
 //!   so decoding token by token and checking character by character agree.
 
+use std::collections::HashMap;
+
 use crate::engine::protocol::{INFORMATION_CLOSE, INFORMATION_OPEN};
 use crate::plugin::types::{Author, Segment};
 
 /// The text an extractive answer is copied from, lower-cased, with its word starts.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default)]
 pub struct Evidence {
     text: String,
     /// Byte offsets of the word starts of `text`, ascending.
     starts: Vec<usize>,
+    /// The same, by their first character: a span's first character finds its candidates
+    /// without scanning every word (the first answer token tries the whole vocabulary).
+    by_first: HashMap<char, Vec<usize>>,
 }
 
 /// Joins the passages: no span may hold it, so none runs from one passage into the next.
@@ -42,16 +47,17 @@ impl Evidence {
             }
             text.push_str(&passage.to_lowercase().replace(SEPARATOR, " "));
         }
-        let mut starts = Vec::new();
+        let (mut starts, mut by_first) = (Vec::new(), HashMap::<char, Vec<usize>>::new());
         let mut previous: Option<char> = None;
         for (at, c) in text.char_indices() {
             let starts_word = is_word_char(c) && previous.is_none_or(|p| !is_word_char(p));
             if starts_word {
                 starts.push(at);
+                by_first.entry(c).or_default().push(at);
             }
             previous = Some(c);
         }
-        Evidence { text, starts }
+        Evidence { text, starts, by_first }
     }
 
     /// An episode's evidence: its question and the replies in its host segments.
@@ -67,10 +73,19 @@ impl Evidence {
     /// Where `prefix` (lower-cased, not starting with whitespace) starts a span: the word
     /// starts it begins at. Every word start for an empty prefix.
     pub fn starts_of(&self, prefix: &str) -> Vec<usize> {
+        let Some(first) = prefix.chars().next() else { return self.starts.clone() };
         if prefix.contains(SEPARATOR) {
             return Vec::new();
         }
-        self.starts.iter().copied().filter(|&s| self.text[s..].starts_with(prefix)).collect()
+        let candidates = self.by_first.get(&first).map_or(&[][..], Vec::as_slice);
+        candidates.iter().copied().filter(|&s| self.text[s..].starts_with(prefix)).collect()
+    }
+
+    /// Does a span begin with `piece` (lower-cased, not starting with whitespace)?
+    pub fn begins_span(&self, piece: &str) -> bool {
+        let Some(first) = piece.chars().next() else { return true };
+        !piece.contains(SEPARATOR)
+            && self.by_first.get(&first).is_some_and(|at| at.iter().any(|&s| self.text[s..].starts_with(piece)))
     }
 
     /// Does `piece` (lower-cased) continue a span of `len` bytes begun at one of `at`?
@@ -115,6 +130,7 @@ mod tests {
         }
         // Half words are viable prefixes, a miscopy is not.
         assert!(e.allows_prefix("  tarfia") && e.allows_prefix(" ") && !e.allows_prefix("tarfiak systems"));
+        assert!(e.begins_span("tarf") && e.begins_span("1949.") && !e.begins_span("arf") && !e.begins_span("?"));
     }
 
     #[test]

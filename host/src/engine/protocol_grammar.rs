@@ -333,7 +333,8 @@ impl TurnState {
         let answer = self.content.to_lowercase();
         let body = answer.trim_start().to_string();
         let padding = answer[..answer.len() - body.len()].chars().count();
-        let at = evidence.starts_of(&body);
+        // Without a body yet each token finds its own candidates (`begins_span`).
+        let at = if body.is_empty() { Vec::new() } else { evidence.starts_of(&body) };
         let tags = vocab.tags().clone();
         (0..vocab.len() as u32).filter(move |&id| {
             let piece = &vocab.lower[id as usize];
@@ -345,7 +346,7 @@ impl TurnState {
             }
             let word = piece.trim_start();
             padding + piece[..piece.len() - word.len()].chars().count() <= MAX_NAME_PADDING
-                && (word.is_empty() || evidence.continues(&at, 0, word))
+                && evidence.begins_span(word)
         })
     }
 
