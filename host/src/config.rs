@@ -174,7 +174,7 @@ pub struct PolicyConfig {
     #[serde(default)]
     pub max_batch: Option<usize>,
     /// Decode under the protocol's tag grammar (`engine::grammar`): tags the grammar forbids
-    /// are never written (default false, as the router was evaluated in EVALUATION.md).
+    /// are never written (default false: a config decodes a router freely unless told).
     #[serde(default)]
     pub tag_grammar: Option<bool>,
     /// Decode under the whole protocol grammar (`engine::protocol_grammar`): the tag grammar,

@@ -59,8 +59,8 @@ struct TurnRequest {
     first_turn: bool,
     /// The names and aliases of the episode's pool, for the protocol grammar.
     models: Arc<[String]>,
-    /// The question and the replies so far, for extractive answers.
-    evidence: Arc<Evidence>,
+    /// The question and the replies so far, when the writer decodes extractive answers.
+    evidence: Option<Arc<Evidence>>,
     reply: oneshot::Sender<Result<String, String>>,
 }
 
@@ -73,6 +73,8 @@ enum Message {
 pub struct TokenPolicy {
     episode: usize,
     to_batcher: mpsc::UnboundedSender<Message>,
+    /// Gather each turn's evidence (see [`TurnWriter::extractive_answers`]).
+    extractive_answers: bool,
 }
 
 impl Policy for TokenPolicy {
@@ -99,7 +101,9 @@ impl Policy for TokenPolicy {
             final_turn: episode.final_turn,
             first_turn: episode.segments.is_empty(),
             models: TurnRules::pool_names(&episode.pool),
-            evidence: Arc::new(Evidence::of_episode(&episode.question, &episode.segments)),
+            evidence: self
+                .extractive_answers
+                .then(|| Arc::new(Evidence::of_episode(&episode.question, &episode.segments))),
             reply,
         };
         let sent = self.to_batcher.send(Message::Turn(request));
@@ -114,6 +118,11 @@ impl Policy for TokenPolicy {
 /// Writes one turn for each of a batch of token contexts.
 pub trait TurnWriter {
     fn write_turns(&self, turns: &[TurnInput]) -> anyhow::Result<Vec<Generated>>;
+
+    /// Does it decode extractive answers (so each turn needs its evidence)?
+    fn extractive_answers(&self) -> bool {
+        false
+    }
 }
 
 /// The policy model sampling turns.
@@ -126,6 +135,10 @@ pub struct ModelWriter<'a> {
 impl TurnWriter for ModelWriter<'_> {
     fn write_turns(&self, turns: &[TurnInput]) -> anyhow::Result<Vec<Generated>> {
         generate(self.model, self.tokenizer, turns, self.sampling)
+    }
+
+    fn extractive_answers(&self) -> bool {
+        self.sampling.extractive_answers
     }
 }
 
@@ -165,7 +178,8 @@ pub fn run_episodes(
         generated.push(vec![false; ids.len()]);
         masks.push(vec![Mask::FREE; ids.len()]);
         tokens.push(ids);
-        let policy = TokenPolicy { episode: i, to_batcher: to_batcher.clone() };
+        let policy =
+            TokenPolicy { episode: i, to_batcher: to_batcher.clone(), extractive_answers: writer.extractive_answers() };
         let (engine_config, question, done) = (env.engine.clone(), q.question.clone(), to_batcher.clone());
         env.tokio.spawn(async move {
             let trace = engine::run(&engine_config, &policy, &pool, &question).await;
@@ -201,7 +215,7 @@ pub fn run_episodes(
                     final_turn: r.final_turn,
                     first_turn: r.first_turn,
                     models: r.models.clone(),
-                    evidence: Some(r.evidence.clone()),
+                    evidence: r.evidence.clone(),
                 })
                 .collect();
             let turns = writer.write_turns(&inputs)?;

@@ -139,6 +139,53 @@ fn rollouts_insert_the_called_models_reply_as_unmasked_information() {
     }
 }
 
+/// [`Scripted`], recording the evidence each turn is handed; `extractive` says whether it asks
+/// for it.
+struct EvidenceSeen<'a> {
+    scripted: Scripted<'a>,
+    extractive: bool,
+    seen: std::cell::RefCell<Vec<Option<std::sync::Arc<switchyard::engine::answer_spans::Evidence>>>>,
+}
+
+impl TurnWriter for EvidenceSeen<'_> {
+    fn write_turns(&self, turns: &[TurnInput]) -> anyhow::Result<Vec<Generated>> {
+        self.seen.borrow_mut().extend(turns.iter().map(|t| t.evidence.clone()));
+        self.scripted.write_turns(turns)
+    }
+
+    fn extractive_answers(&self) -> bool {
+        self.extractive
+    }
+}
+
+/// A writer decoding extractive answers is handed each turn's evidence — the question, and
+/// after a search the reply —; any other writer none (it is not gathered).
+#[test]
+fn rollouts_hand_a_turn_its_evidence_only_for_extractive_answers() {
+    let env = common::env();
+    let tokenizer = common::tokenizer(&env);
+    let model = env.pool().descriptors()[0].name.clone();
+    let questions: Vec<_> = env.split(Split::Train).into_iter().take(2).collect();
+    for extractive in [true, false] {
+        let scripted = Scripted { tokenizer: &tokenizer, model: model.clone() };
+        let writer = EvidenceSeen { scripted, extractive, seen: Default::default() };
+        let rollouts = run_episodes(&writer, &tokenizer, &env, &questions, 5).unwrap();
+        let seen = writer.seen.into_inner();
+        assert_eq!(seen.len(), 4, "a search and an answer per episode");
+        if !extractive {
+            assert!(seen.iter().all(Option::is_none));
+            continue;
+        }
+        for (q, r) in questions.iter().zip(&rollouts) {
+            let question = q.question.trim_end_matches('?').to_lowercase();
+            let reply = r.trace.trajectory.calls[0].reply.lines().next().unwrap().trim_end_matches('.').to_lowercase();
+            let holds = |span: &str| seen.iter().flatten().filter(|e| e.holds_span(span)).count();
+            assert_eq!(holds(&question), 2, "both turns see the question {question:?}");
+            assert!(holds(&reply) >= 1, "the answer turn sees the reply {reply:?}");
+        }
+    }
+}
+
 /// Well-formed rollouts of the first `n` train questions, each calling the pool's first model.
 fn scripted_rollouts(
     env: &switchyard_train::env::Environment,

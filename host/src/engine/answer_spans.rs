@@ -23,10 +23,9 @@ use crate::plugin::types::{Author, Segment};
 #[derive(Clone, Debug, Default)]
 pub struct Evidence {
     text: String,
-    /// Byte offsets of the word starts of `text`, ascending.
-    starts: Vec<usize>,
-    /// The same, by their first character: a span's first character finds its candidates
-    /// without scanning every word (the first answer token tries the whole vocabulary).
+    /// Byte offsets of the word starts of `text`, ascending, by their first character: a
+    /// span's first character finds its candidates without scanning every word (the first
+    /// answer token tries the whole vocabulary).
     by_first: HashMap<char, Vec<usize>>,
 }
 
@@ -47,17 +46,16 @@ impl Evidence {
             }
             text.push_str(&passage.to_lowercase().replace(SEPARATOR, " "));
         }
-        let (mut starts, mut by_first) = (Vec::new(), HashMap::<char, Vec<usize>>::new());
+        let mut by_first = HashMap::<char, Vec<usize>>::new();
         let mut previous: Option<char> = None;
         for (at, c) in text.char_indices() {
             let starts_word = is_word_char(c) && previous.is_none_or(|p| !is_word_char(p));
             if starts_word {
-                starts.push(at);
                 by_first.entry(c).or_default().push(at);
             }
             previous = Some(c);
         }
-        Evidence { text, starts, by_first }
+        Evidence { text, by_first }
     }
 
     /// An episode's evidence: its question and the replies in its host segments.
@@ -71,9 +69,9 @@ impl Evidence {
     }
 
     /// Where `prefix` (lower-cased, not starting with whitespace) starts a span: the word
-    /// starts it begins at. Every word start for an empty prefix.
+    /// starts it begins at (none for an empty prefix).
     pub fn starts_of(&self, prefix: &str) -> Vec<usize> {
-        let Some(first) = prefix.chars().next() else { return self.starts.clone() };
+        let Some(first) = prefix.chars().next() else { return Vec::new() };
         if prefix.contains(SEPARATOR) {
             return Vec::new();
         }
@@ -101,8 +99,7 @@ impl Evidence {
 
     /// Is `span` (lower-cased, leading whitespace allowed) the start of a span?
     pub fn allows_prefix(&self, span: &str) -> bool {
-        let body = span.trim_start();
-        body.is_empty() || !self.starts_of(body).is_empty()
+        self.begins_span(span.trim_start())
     }
 
     fn ends_word(&self, end: usize) -> bool {

@@ -335,7 +335,7 @@ impl TurnState {
         let padding = answer[..answer.len() - body.len()].chars().count();
         // Without a body yet each token finds its own candidates (`begins_span`).
         let at = if body.is_empty() { Vec::new() } else { evidence.starts_of(&body) };
-        let tags = vocab.tags().clone();
+        let tags = vocab.tags();
         (0..vocab.len() as u32).filter(move |&id| {
             let piece = &vocab.lower[id as usize];
             if piece.is_empty() || tags.is_column(id) {
