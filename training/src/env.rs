@@ -8,8 +8,9 @@
 //! scores with.
 //!
 //! Invariants: the pool an episode sees is a pure function of (options, seed, episode), so a
-//! rollout step is reproducible; descriptor noise never changes which model answers, only
-//! what the prompt says about it.
+//! rollout step is reproducible; descriptor noise and made-up names never change which model
+//! answers, only what the prompt says about it (a renamed model keeps its backend id); a
+//! made-up name is never a name of the configured pool or of the world's held-out models.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -30,6 +31,8 @@ use switchyard::policy::{ChatMessage, ChatTemplate, RouterPrompt};
 use switchyard::sim::embedded;
 use switchyard::sim::questions::{self, Question, Split};
 use switchyard::sim::world::World;
+
+use crate::model_names;
 
 /// How the reward scores a trajectory (ROUTER_R1.md §3).
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -74,7 +77,36 @@ pub struct EnvOptions {
     /// Per episode, scale each descriptor's prices and scores by a random factor in
     /// [1 - noise, 1 + noise] (0 = exact descriptors).
     pub descriptor_noise: f64,
+    /// Per episode, list each model under a made-up name with this probability (0 = never);
+    /// its backend id is kept, so it answers as before. A router trained so cannot route by
+    /// names it has memorised, only by what the descriptors say — the skill the unseen-model
+    /// experiment asks for.
+    pub rename_models: f64,
+    /// Per episode, list up to this many models (0 = at most the pool): past the pool's size,
+    /// copies of random pool models under made-up names (one model behind two endpoints), so
+    /// training sees listings as long as an unseen-model pool's.
+    pub pool_size_max: usize,
     pub reward: RewardOptions,
+}
+
+impl EnvOptions {
+    /// Options no episode could be drawn under are errors that name the option.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if !(0.0..=1.0).contains(&self.rename_models) {
+            anyhow::bail!("env.rename_models is a probability in [0, 1], not {}", self.rename_models);
+        }
+        if !(0.0..1.0).contains(&self.descriptor_noise) {
+            anyhow::bail!("env.descriptor_noise must be in [0, 1), not {}", self.descriptor_noise);
+        }
+        if self.pool_size_max > 0 && self.pool_subset_min > self.pool_size_max {
+            anyhow::bail!(
+                "env.pool_subset_min ({}) is above env.pool_size_max ({})",
+                self.pool_subset_min,
+                self.pool_size_max
+            );
+        }
+        Ok(())
+    }
 }
 
 impl Default for EnvOptions {
@@ -84,6 +116,8 @@ impl Default for EnvOptions {
             backends: None,
             pool_subset_min: 0,
             descriptor_noise: 0.0,
+            rename_models: 0.0,
+            pool_size_max: 0,
             reward: RewardOptions::default(),
         }
     }
@@ -101,6 +135,8 @@ pub struct Environment {
     reward: Plugin<Reward>,
     params: RewardParams,
     questions: Vec<Question>,
+    /// Lower-cased names a made-up name must not take: the pool's and the world's models'.
+    reserved_names: Vec<String>,
     prompt: RouterPrompt,
     chat: ChatTemplate,
 }
@@ -109,6 +145,7 @@ impl Environment {
     /// Build the environment; `plugins` is the directory of built components (found like
     /// `switchyard serve` does when `None`).
     pub fn new(options: EnvOptions, plugins: Option<&Path>) -> anyhow::Result<Environment> {
+        options.validate()?;
         let params = options.reward.params()?;
         let plugins = match plugins {
             Some(p) => p.to_path_buf(),
@@ -133,6 +170,13 @@ impl Environment {
             .with_context(|| format!("loading the reward component {}", reward_path.display()))?;
         let world = Arc::new(World::generate(&Default::default()));
         let questions = questions::generate(&world, options.questions, world.config.seed);
+        let reserved_names = config
+            .models
+            .iter()
+            .flat_map(|m| std::iter::once(&m.name).chain(&m.aliases).cloned())
+            .chain(switchyard::sim::models::default_profiles().into_iter().map(|p| p.name))
+            .map(|n| n.to_lowercase())
+            .collect();
         Ok(Environment {
             engine: config.engine.clone(),
             options,
@@ -145,6 +189,7 @@ impl Environment {
             reward,
             params,
             questions,
+            reserved_names,
             prompt: RouterPrompt::new(),
             chat: ChatTemplate::new(switchyard::policy::chat_template::CHATML, "", crate::tokenizer::END_OF_TURN)?,
         })
@@ -160,20 +205,39 @@ impl Environment {
     }
 
     /// The pool episode `episode` of a step seeded `seed` sees: the whole pool, or a random
-    /// subset with noisy descriptors when the options ask for it.
+    /// subset (or superset of renamed copies), with noisy descriptors and made-up names, when
+    /// the options ask for it.
     pub fn episode_pool(&self, seed: u64, episode: usize) -> anyhow::Result<Arc<Pool>> {
         let o = &self.options;
-        if o.pool_subset_min == 0 && o.descriptor_noise == 0.0 {
+        if o.pool_subset_min == 0 && o.descriptor_noise == 0.0 && o.rename_models == 0.0 && o.pool_size_max == 0 {
             return Ok(self.pool.clone());
         }
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ (episode as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
         let mut config = self.config.clone();
-        if o.pool_subset_min > 0 && o.pool_subset_min < config.models.len() {
-            let keep = rng.random_range(o.pool_subset_min..=config.models.len());
+        let size = config.models.len();
+        let mut copies = Vec::new();
+        // (Draws in the order of the options' introduction, so older runs replay unchanged.)
+        if (o.pool_subset_min > 0 && o.pool_subset_min < size) || o.pool_size_max > size {
+            let min = if o.pool_subset_min == 0 { size } else { o.pool_subset_min.min(size) };
+            let keep = rng.random_range(min..=o.pool_size_max.max(size));
             config.models.shuffle(&mut rng);
+            copies = (size..keep).map(|_| config.models[rng.random_range(0..size)].clone()).collect();
             config.models.truncate(keep);
-            config.models.sort_by(|a, b| a.name.cmp(&b.name));
         }
+        let kept = config.models.len();
+        let mut taken = self.reserved_names.clone();
+        for (i, m) in config.models.iter_mut().chain(copies.iter_mut()).enumerate() {
+            // Copies always need a new name; pool models get one with probability rename_models.
+            if i >= kept || (o.rename_models > 0.0 && rng.random_bool(o.rename_models.min(1.0))) {
+                let name = model_names::made_up(&mut rng, m.descriptor.size_b, &taken);
+                taken.push(name.to_lowercase());
+                m.remote_model = Some(m.remote_model().to_string());
+                m.name = name;
+                m.aliases.clear();
+            }
+        }
+        config.models.extend(copies);
+        config.models.sort_by(|a, b| a.name.cmp(&b.name));
         if o.descriptor_noise > 0.0 {
             for m in &mut config.models {
                 let mut jitter = |x: &mut f64| *x *= 1.0 + rng.random_range(-o.descriptor_noise..=o.descriptor_noise);
@@ -214,4 +278,25 @@ fn build_pool(config: &Config, runtime: &Arc<Runtime>, in_process: Option<&axum:
         Some(router) => pool.with_in_process(router.clone()),
         None => pool,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_no_episode_could_be_drawn_under_are_refused_by_name() {
+        assert!(EnvOptions::default().validate().is_ok());
+        let refused = |o: EnvOptions| o.validate().unwrap_err().to_string();
+        assert!(refused(EnvOptions { rename_models: 1.5, ..Default::default() }).contains("env.rename_models"));
+        assert!(refused(EnvOptions { rename_models: f64::NAN, ..Default::default() }).contains("env.rename_models"));
+        assert!(refused(EnvOptions { descriptor_noise: -0.1, ..Default::default() }).contains("env.descriptor_noise"));
+        let e = refused(EnvOptions { pool_subset_min: 5, pool_size_max: 4, ..Default::default() });
+        assert!(e.contains("pool_subset_min") && e.contains("pool_size_max"), "{e}");
+        assert!(
+            EnvOptions { pool_subset_min: 3, pool_size_max: 8, rename_models: 0.5, ..Default::default() }
+                .validate()
+                .is_ok()
+        );
+    }
 }

@@ -17,6 +17,7 @@ pub mod export;
 pub mod generate;
 pub mod metrics;
 pub mod model;
+pub mod model_names;
 pub mod optim;
 pub mod rl;
 pub mod rollout;

@@ -275,6 +275,40 @@ fn warm_up_examples_list_the_pool_their_episode_saw() {
     assert!(sizes.iter().all(|n| *n >= 2));
 }
 
+#[test]
+fn renamed_and_copied_models_answer_as_the_models_they_are() {
+    let options = EnvOptions {
+        questions: 400,
+        pool_subset_min: 3,
+        pool_size_max: 8,
+        rename_models: 1.0,
+        descriptor_noise: 0.2,
+        ..Default::default()
+    };
+    let env = Environment::new(options, None).unwrap();
+    let configured: Vec<String> = env.pool().descriptors().into_iter().map(|d| d.name.to_lowercase()).collect();
+    let question = &env.split(Split::Train)[0].question;
+    let mut sizes = std::collections::BTreeSet::new();
+    for episode in 0..12 {
+        let pool = env.episode_pool(7, episode).unwrap();
+        assert_eq!(pool.descriptors().len(), env.episode_pool(7, episode).unwrap().descriptors().len());
+        sizes.insert(pool.backends().len());
+        for backend in pool.backends() {
+            let name = backend.name().to_string();
+            assert!(!configured.contains(&name.to_lowercase()), "{name} is a configured name");
+            assert!(!["palmyra-creative-122b", "llama3-chatqa-1.5-8b"].contains(&name.as_str()));
+            let original = backend.config.remote_model().to_string();
+            let (renamed, direct) = env
+                .tokio
+                .block_on(async { (pool.route(&name, question).await, env.pool().route(&original, question).await) });
+            assert_eq!(renamed.error, None, "{name} ({original}) failed");
+            assert_eq!((renamed.reply, renamed.usage), (direct.reply, direct.usage), "{name} is not {original}");
+        }
+    }
+    assert!(sizes.iter().any(|n| *n > 6), "no listing was longer than the pool: {sizes:?}");
+    assert!(sizes.iter().all(|n| (3..=8).contains(n)), "{sizes:?}");
+}
+
 /// Warm-up data options that keep every well-formed teacher trajectory, right or wrong.
 fn any_outcome() -> SftOptions {
     SftOptions { only_correct: false, ..SftOptions::default() }
