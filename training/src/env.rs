@@ -217,7 +217,8 @@ impl Environment {
         let size = config.models.len();
         let mut copies = Vec::new();
         // (Draws in the order of the options' introduction, so older runs replay unchanged.)
-        if (o.pool_subset_min > 0 && o.pool_subset_min < size) || o.pool_size_max > size {
+        let drawn = (o.pool_subset_min > 0 && o.pool_subset_min < size) || o.pool_size_max > size;
+        if drawn {
             let min = if o.pool_subset_min == 0 { size } else { o.pool_subset_min.min(size) };
             let keep = rng.random_range(min..=o.pool_size_max.max(size));
             config.models.shuffle(&mut rng);
@@ -226,6 +227,7 @@ impl Environment {
         }
         let kept = config.models.len();
         let mut taken = self.reserved_names.clone();
+        let mut renamed = false;
         for (i, m) in config.models.iter_mut().chain(copies.iter_mut()).enumerate() {
             // Copies always need a new name; pool models get one with probability rename_models.
             if i >= kept || (o.rename_models > 0.0 && rng.random_bool(o.rename_models.min(1.0))) {
@@ -234,10 +236,15 @@ impl Environment {
                 m.remote_model = Some(m.remote_model().to_string());
                 m.name = name;
                 m.aliases.clear();
+                renamed = true;
             }
         }
         config.models.extend(copies);
-        config.models.sort_by(|a, b| a.name.cmp(&b.name));
+        // A drawn or renamed listing is in name order, so its order says nothing about which
+        // model an entry is; an untouched one keeps the configured order.
+        if drawn || renamed {
+            config.models.sort_by(|a, b| a.name.cmp(&b.name));
+        }
         if o.descriptor_noise > 0.0 {
             for m in &mut config.models {
                 let mut jitter = |x: &mut f64| *x *= 1.0 + rng.random_range(-o.descriptor_noise..=o.descriptor_noise);
