@@ -70,6 +70,9 @@ enum Command {
         epochs: Option<usize>,
         #[arg(long)]
         max_examples: Option<usize>,
+        /// Skip this many train-split questions first (see `sft.skip_examples`).
+        #[arg(long)]
+        skip_examples: Option<usize>,
         /// Copy sequences per step (see `sft.copy_batch_size`).
         #[arg(long)]
         copy_batch_size: Option<usize>,
@@ -269,6 +272,7 @@ fn main() -> anyhow::Result<()> {
             init,
             epochs,
             max_examples,
+            skip_examples,
             copy_batch_size,
             copy_only,
             batch_size,
@@ -280,6 +284,7 @@ fn main() -> anyhow::Result<()> {
             config.seed = common.seed.unwrap_or(config.seed);
             config.sft.epochs = epochs.unwrap_or(config.sft.epochs);
             config.sft.max_examples = max_examples.unwrap_or(config.sft.max_examples);
+            config.sft.skip_examples = skip_examples.unwrap_or(config.sft.skip_examples);
             config.sft.copy_batch_size = copy_batch_size.unwrap_or(config.sft.copy_batch_size);
             config.sft.batch_size = batch_size.unwrap_or(config.sft.batch_size);
             config.sft.lr = lr.unwrap_or(config.sft.lr);
@@ -298,10 +303,7 @@ fn main() -> anyhow::Result<()> {
             };
             let run_dir = RunDir::open(&run, &config, resume)?;
             let env = Environment::new(config.env.clone(), common.plugins.as_deref())?;
-            let mut train = env.split(Split::Train);
-            if config.sft.max_examples > 0 {
-                train.truncate(config.sft.max_examples);
-            }
+            let train = sft::select_questions(env.split(Split::Train), &config.sft)?;
             if config.sft.teacher_routing == TeacherRouting::Uniform && config.sft.only_correct {
                 // Keeping only right answers would keep the lucky routes: routing taught after all.
                 tracing::warn!(

@@ -39,6 +39,10 @@ pub struct SftOptions {
     pub grad_clip: f64,
     /// Train on at most this many teacher trajectories (0 = all of the train split).
     pub max_examples: usize,
+    /// Skip this many of the train split's questions first (0 = none), so that a later pass
+    /// trains on questions no earlier pass saw; raise `env.questions` to have more of them
+    /// (the first questions generated stay the same, so earlier passes' questions come first).
+    pub skip_examples: usize,
     /// Keep only trajectories the reward scores as exactly right.
     pub only_correct: bool,
     /// How the teacher routes: by the descriptors (imitating near-best routing), or uniformly
@@ -67,6 +71,7 @@ impl Default for SftOptions {
             weight_decay: 0.01,
             grad_clip: 1.0,
             max_examples: 0,
+            skip_examples: 0,
             only_correct: true,
             teacher_routing: TeacherRouting::Descriptors,
             save_every: 200,
@@ -82,6 +87,22 @@ pub struct Example {
     pub tokens: Vec<i64>,
     /// True on tokens the router wrote (the loss is taken on these only).
     pub loss_mask: Vec<bool>,
+}
+
+/// The train-split questions a pass trains on: `skip_examples` skipped, then at most
+/// `max_examples` (0 = the rest). An empty selection is an error naming the options.
+pub fn select_questions(train: Vec<Question>, opts: &SftOptions) -> anyhow::Result<Vec<Question>> {
+    let available = train.len();
+    let mut chosen: Vec<Question> = train.into_iter().skip(opts.skip_examples).collect();
+    if opts.max_examples > 0 {
+        chosen.truncate(opts.max_examples);
+    }
+    anyhow::ensure!(
+        !chosen.is_empty(),
+        "sft.skip_examples ({}) leaves none of the train split's {available} questions; raise env.questions",
+        opts.skip_examples
+    );
+    Ok(chosen)
 }
 
 /// Tokenise a prompt and a trajectory's segments into an example.
@@ -297,4 +318,34 @@ pub fn throughput(model: &Transformer, batch: i64, seq: i64, iters: usize) -> (f
     }
     let per = started.elapsed().as_secs_f64() / iters.max(1) as f64;
     ((batch * seq) as f64 / per, per)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use switchyard::sim::questions::{self, Split};
+    use switchyard::sim::world::World;
+
+    #[test]
+    fn a_later_pass_can_select_questions_no_earlier_pass_saw() {
+        let world = World::generate(&Default::default());
+        let texts = |qs: &[Question]| qs.iter().map(|q| q.question.clone()).collect::<Vec<_>>();
+        let train = |qs: Vec<Question>| qs.into_iter().filter(|q| q.split == Split::Train).collect::<Vec<_>>();
+        let fewer = questions::generate(&world, 2000, world.config.seed);
+        let more = questions::generate(&world, 4000, world.config.seed);
+        // Generating more questions keeps the first ones: earlier passes' questions come first.
+        assert_eq!(texts(&fewer), texts(&more[..2000]));
+
+        let earlier = select_questions(train(fewer), &SftOptions::default()).unwrap();
+        let opts = SftOptions { skip_examples: earlier.len(), max_examples: 300, ..Default::default() };
+        let later = select_questions(train(more.clone()), &opts).unwrap();
+        assert_eq!(later.len(), 300);
+        let seen = texts(&earlier);
+        assert!(later.iter().all(|q| !seen.contains(&q.question)), "a skipped question was selected");
+
+        let all = train(more).len();
+        let none = SftOptions { skip_examples: all, ..Default::default() };
+        let err = select_questions(train(questions::generate(&world, 4000, world.config.seed)), &none).unwrap_err();
+        assert!(err.to_string().contains("sft.skip_examples"), "{err}");
+    }
 }

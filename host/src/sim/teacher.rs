@@ -57,8 +57,9 @@ pub struct TeacherPolicy {
     seed: u64,
 }
 
-/// How the steps' answers combine into the final answer.
-type Compose = Box<dyn Fn(&[String]) -> String>;
+/// How the steps' answers combine into the final answer, with the reasoning that gets there
+/// when it is more than reading the last step's answer.
+type Compose = Box<dyn Fn(&[String]) -> (String, Option<String>)>;
 
 /// One sub-question of a plan, and what it is about.
 struct Step {
@@ -82,6 +83,30 @@ fn number(text: &str) -> Option<i64> {
 fn score(model: &ModelDescriptor, domain: Option<Domain>) -> f64 {
     let wanted = domain.map(|d| format!("{}-em", d.name()));
     model.example_scores.iter().find(|s| Some(&s.benchmark) == wanted.as_ref()).map_or(0.0, |s| s.score)
+}
+
+/// A comparison's answer from its two steps' answers (values of the first and second entity
+/// in `names`), and the reasoning: spelled out one decision at a time — which value is
+/// smaller, which kind of value wins, so which entity — because a small router learns three
+/// simple steps sooner than one jump from two numbers to a name.
+fn comparison(answers: &[String], names: (&str, &str), smaller_wins: bool) -> (String, Option<String>) {
+    let dont_know = "I don't know".to_string();
+    match (answers.first().and_then(|a| number(a)), answers.get(1).and_then(|a| number(a))) {
+        (Some(x), Some(y)) if x != y => {
+            let first_wins = (x < y) == smaller_wins;
+            let winner = if first_wins { names.0 } else { names.1 };
+            let size = |smaller: bool| if smaller { "smaller" } else { "larger" };
+            let why = format!(
+                "The first is {}; the {} wins: the {}, {winner}.",
+                size(x < y),
+                size(smaller_wins),
+                if first_wins { "first" } else { "second" }
+            );
+            (winner.to_string(), Some(why))
+        }
+        (Some(_), Some(_)) => (dont_know, Some("The two values are equal.".into())),
+        _ => (dont_know, None),
+    }
 }
 
 impl TeacherPolicy {
@@ -151,12 +176,12 @@ impl TeacherPolicy {
             Some(Intent::Fact(r, _)) => (
                 vec![Step { question: ep.question.clone(), domain: Some(r.domain()) }],
                 false,
-                Box::new(|a| a[0].clone()),
+                Box::new(|a| (a[0].clone(), None)),
             ),
             Some(Intent::Value(a, _)) => (
                 vec![Step { question: ep.question.clone(), domain: Some(a.signature().1) }],
                 false,
-                Box::new(|a| a[0].clone()),
+                Box::new(|a| (a[0].clone(), None)),
             ),
             Some(Intent::TwoHop(inner, outer, s)) => {
                 let first = phrase(w, Intent::Fact(inner, s), 0);
@@ -165,7 +190,7 @@ impl TeacherPolicy {
                     let t = fact_templates(outer)[0];
                     steps.push(Step { question: t.replacen("{}", &bridge, 1), domain: Some(outer.domain()) });
                 }
-                (steps, false, Box::new(|a| a.last().cloned().unwrap_or_default()))
+                (steps, false, Box::new(|a| (a.last().cloned().unwrap_or_default(), None)))
             }
             Some(Intent::Compare(a, x, y)) => {
                 let d = Some(a.signature().1);
@@ -175,14 +200,12 @@ impl TeacherPolicy {
                     Step { question: phrase(w, Intent::Value(a, x), 0), domain: d },
                     Step { question: phrase(w, Intent::Value(a, y), 0), domain: d },
                 ];
-                let compose = move |ans: &[String]| match (number(&ans[0]), number(&ans[1])) {
-                    (Some(vx), Some(vy)) if (vx < vy) == smaller_wins => nx.clone(),
-                    (Some(_), Some(_)) => ny.clone(),
-                    _ => "I don't know".into(),
-                };
+                let compose = move |ans: &[String]| comparison(ans, (&nx, &ny), smaller_wins);
                 (steps, false, Box::new(compose))
             }
-            None => (vec![Step { question: ep.question.clone(), domain: None }], true, Box::new(|a| a[0].clone())),
+            None => {
+                (vec![Step { question: ep.question.clone(), domain: None }], true, Box::new(|a| (a[0].clone(), None)))
+            }
         };
         let kind = intent.map_or("an unfamiliar", |i| match i.kind() {
             "one-hop" => "a one-hop",
@@ -226,12 +249,15 @@ impl TeacherPolicy {
                 }
             }
         }
-        let answer = compose(&answers);
-        let summary = if answers.len() > 1 {
+        let (answer, why) = compose(&answers);
+        let mut summary = if answers.len() > 1 {
             format!("The steps gave {}.", answers.join(", then "))
         } else {
             format!("The answer is {answer}.")
         };
+        if let Some(why) = why {
+            summary = format!("{summary} {why}");
+        }
         format!("<think>{summary}</think>\n<answer>{answer}</answer>")
     }
 }
@@ -249,8 +275,38 @@ impl Policy for TeacherPolicy {
 
 #[cfg(test)]
 mod tests {
-    use super::TeacherRouting;
+    use super::{TeacherRouting, comparison};
     use clap::ValueEnum;
+
+    #[test]
+    fn a_comparison_is_reasoned_one_decision_at_a_time_to_the_right_entity() {
+        let names = ("Tarfiakeir Systems", "Virglai Systems");
+        let of = |a: &str, b: &str, smaller_wins| comparison(&[a.to_string(), b.to_string()], names, smaller_wins);
+        // Founded first: the smaller year wins.
+        assert_eq!(
+            of("1949", "2020", true),
+            (
+                "Tarfiakeir Systems".into(),
+                Some("The first is smaller; the smaller wins: the first, Tarfiakeir Systems.".into())
+            )
+        );
+        assert_eq!(of("2011", "1924", true).0, "Virglai Systems");
+        // Longer, more people: the larger value wins, units and all.
+        assert_eq!(
+            of("150 km", "852 km", false),
+            (
+                "Virglai Systems".into(),
+                Some("The first is smaller; the larger wins: the second, Virglai Systems.".into())
+            )
+        );
+        assert_eq!(
+            of("8055895", "2376322", false).1.unwrap(),
+            "The first is larger; the larger wins: the first, Tarfiakeir Systems."
+        );
+        // No single answer: equal values, or a value missing.
+        assert_eq!(of("1900", "1900", true).0, "I don't know");
+        assert_eq!(of("1900", "I don't know", true), ("I don't know".into(), None));
+    }
 
     #[test]
     fn routing_names_agree_across_display_config_files_and_the_command_line() {
