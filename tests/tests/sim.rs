@@ -259,3 +259,56 @@ async fn in_process_rollouts_match_rollouts_over_http() {
         assert_eq!(over_http.cost, in_process.cost);
     }
 }
+
+#[tokio::test]
+async fn extra_simulated_models_are_served_beside_the_pool_with_their_own_measured_descriptors() {
+    use switchyard::sim::{embedded, models::default_profiles, synthetic};
+
+    let plugins = repo_root().join("plugins/dist");
+    let extra = synthetic::profiles(6, 1);
+    let (mut config, router, entries) = embedded::in_process_with(&plugins, extra.clone()).unwrap();
+    let listed: Vec<&str> = config.models.iter().map(|m| m.name.as_str()).collect();
+    let pool: Vec<String> = default_profiles().into_iter().filter(|p| !p.held_out).map(|p| p.name).collect();
+    assert_eq!(listed, pool, "the config lists the default pool only");
+    assert_eq!(
+        entries.iter().map(|e| e.name.clone()).collect::<Vec<_>>(),
+        extra.iter().map(|p| p.name.clone()).collect::<Vec<_>>()
+    );
+    for (entry, profile) in entries.iter().zip(&extra) {
+        let d = &entry.descriptor;
+        assert_eq!((d.price_out_per_mtok, d.size_b), (profile.price_out_per_mtok, Some(profile.size_b)));
+        // Measured on 60 calibration questions per domain: the best-covered domain scores
+        // above the worst-covered one when their coverage is far apart.
+        let cov = |best: bool| {
+            let pick = if best { Iterator::max_by } else { Iterator::min_by };
+            pick(profile.coverage.iter(), |a, b| a.1.total_cmp(b.1)).map(|(d, c)| (d.name(), *c)).unwrap()
+        };
+        let ((hi, c_hi), (lo, c_lo)) = (cov(true), cov(false));
+        let score = |domain: &str| d.example_scores[&format!("{domain}-em")];
+        if c_hi - c_lo > 0.4 {
+            assert!(
+                score(hi) > score(lo),
+                "{}: {hi} {c_hi} -> {}, {lo} {c_lo} -> {}",
+                profile.name,
+                score(hi),
+                score(lo)
+            );
+        }
+    }
+    // Listed in a pool, an extra model answers through the same endpoint as the others.
+    config.models.extend(entries.iter().cloned());
+    let runtime = runtime_with(true, Some(repo_root().join("target/test-component-cache")));
+    let pool = Pool::from_config(&config, &runtime).unwrap().with_in_process(router);
+    let world = switchyard::sim::world::World::generate(&Default::default());
+    let models = switchyard::sim::models::SimModels::new(Arc::new(world), extra.clone());
+    let q = &questions::generate(&models.world, 5, 2)[0].question;
+    let user = vec![ChatMessage { role: "user".into(), content: q.clone() }];
+    for p in &extra {
+        let routed = pool.route(&p.name, q).await;
+        assert_eq!(routed.error, None, "{}", p.name);
+        assert_eq!(routed.reply, models.reply(&p.name, &user).unwrap().text, "{}", p.name);
+    }
+    // An extra model may not take a default model's name: it would shadow it.
+    let clash = embedded::in_process_with(&plugins, vec![default_profiles()[0].clone()]).unwrap_err();
+    assert!(clash.to_string().contains(&default_profiles()[0].name), "{clash}");
+}

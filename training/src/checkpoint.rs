@@ -51,7 +51,9 @@ pub fn write_model_dir(dir: &Path, model: &Transformer, tokenizer: &RouterTokeni
         "do_sample": true,
         "temperature": 1.0,
         "top_p": 0.95,
-        "max_new_tokens": 128,
+        // A turn that reads an eight-model listing before its search (the teacher's scan of
+        // the qualifying models) runs to ~180 tokens; 128 cut such turns short.
+        "max_new_tokens": 256,
     });
     write_json(&dir.join("generation_config.json"), &generation)
 }

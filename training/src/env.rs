@@ -22,7 +22,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use switchyard::backend::Pool;
-use switchyard::config::{Config, EngineConfig};
+use switchyard::config::{Config, EngineConfig, ModelConfig};
 use switchyard::plugin::types::{
     CostBounds, Metric, ModelDescriptor, RewardBreakdown, RewardParams, ScoringInput, Trajectory,
 };
@@ -30,9 +30,14 @@ use switchyard::plugin::{Plugin, Reward, Runtime};
 use switchyard::policy::{ChatMessage, ChatTemplate, RouterPrompt};
 use switchyard::sim::embedded;
 use switchyard::sim::questions::{self, Question, Split};
+use switchyard::sim::synthetic;
 use switchyard::sim::world::World;
 
 use crate::model_names;
+
+/// The seed synthetic model profiles are drawn from (fixed: a run's configuration says how
+/// many, and which they are follows).
+const SYNTHETIC_SEED: u64 = 0x5157;
 
 /// How the reward scores a trajectory (ROUTER_R1.md §3).
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -86,6 +91,15 @@ pub struct EnvOptions {
     /// copies of random pool models under made-up names (one model behind two endpoints), so
     /// training sees listings as long as an unseen-model pool's.
     pub pool_size_max: usize,
+    /// Synthetic models the simulated world serves besides its pool
+    /// (`switchyard::sim::synthetic`: random coverage, multi-hop ability and price per model);
+    /// 0 = none. Only with the simulated pool (no `backends`).
+    pub synthetic_models: usize,
+    /// Per episode, up to this many listing entries (a uniform count from 0) are synthetic
+    /// models instead, drawn from the `synthetic_models`, always under made-up names: so the
+    /// model that is good and cheap for a domain differs between episodes, and only its
+    /// descriptor says which it is.
+    pub synthetic_per_episode: usize,
     pub reward: RewardOptions,
 }
 
@@ -97,6 +111,12 @@ impl EnvOptions {
         }
         if !(0.0..1.0).contains(&self.descriptor_noise) {
             anyhow::bail!("env.descriptor_noise must be in [0, 1), not {}", self.descriptor_noise);
+        }
+        if self.synthetic_per_episode > 0 && self.synthetic_models == 0 {
+            anyhow::bail!("env.synthetic_per_episode needs env.synthetic_models > 0 to draw from");
+        }
+        if self.synthetic_models > 0 && self.backends.is_some() {
+            anyhow::bail!("env.synthetic_models are simulated models: they cannot be used with env.backends");
         }
         if self.pool_size_max > 0 && self.pool_subset_min > self.pool_size_max {
             anyhow::bail!(
@@ -118,6 +138,8 @@ impl Default for EnvOptions {
             descriptor_noise: 0.0,
             rename_models: 0.0,
             pool_size_max: 0,
+            synthetic_models: 0,
+            synthetic_per_episode: 0,
             reward: RewardOptions::default(),
         }
     }
@@ -130,6 +152,8 @@ pub struct Environment {
     pub world: Arc<World>,
     pool: Arc<Pool>,
     config: Config,
+    /// The synthetic models the simulated world serves, for episodes to list.
+    synthetic: Vec<ModelConfig>,
     runtime: Arc<Runtime>,
     in_process: Option<axum::Router>,
     reward: Plugin<Reward>,
@@ -157,11 +181,12 @@ impl Environment {
             .enable_all()
             .build()
             .context("starting the async runtime")?;
-        let (config, in_process) = match &options.backends {
-            Some(path) => (Config::load(path).with_context(|| format!("loading {}", path.display()))?, None),
+        let (config, in_process, synthetic) = match &options.backends {
+            Some(path) => (Config::load(path).with_context(|| format!("loading {}", path.display()))?, None, vec![]),
             None => {
-                let (config, router) = embedded::in_process(&plugins)?;
-                (config, Some(router))
+                let extra = synthetic::profiles(options.synthetic_models, SYNTHETIC_SEED);
+                let (config, router, synthetic) = embedded::in_process_with(&plugins, extra)?;
+                (config, Some(router), synthetic)
             }
         };
         let pool = Arc::new(build_pool(&config, &runtime, in_process.as_ref())?);
@@ -175,6 +200,7 @@ impl Environment {
             .iter()
             .flat_map(|m| std::iter::once(&m.name).chain(&m.aliases).cloned())
             .chain(switchyard::sim::models::default_profiles().into_iter().map(|p| p.name))
+            .chain(synthetic.iter().map(|m| m.name.clone()))
             .map(|n| n.to_lowercase())
             .collect();
         Ok(Environment {
@@ -184,6 +210,7 @@ impl Environment {
             world,
             pool,
             config,
+            synthetic,
             runtime,
             in_process,
             reward,
@@ -209,7 +236,12 @@ impl Environment {
     /// the options ask for it.
     pub fn episode_pool(&self, seed: u64, episode: usize) -> anyhow::Result<Arc<Pool>> {
         let o = &self.options;
-        if o.pool_subset_min == 0 && o.descriptor_noise == 0.0 && o.rename_models == 0.0 && o.pool_size_max == 0 {
+        if o.pool_subset_min == 0
+            && o.descriptor_noise == 0.0
+            && o.rename_models == 0.0
+            && o.pool_size_max == 0
+            && o.synthetic_per_episode == 0
+        {
             return Ok(self.pool.clone());
         }
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ (episode as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
@@ -225,12 +257,29 @@ impl Environment {
             copies = (size..keep).map(|_| config.models[rng.random_range(0..size)].clone()).collect();
             config.models.truncate(keep);
         }
+        // Synthetic models take random places of the listing (of copies or pool models alike).
+        let mut synthetic_at = Vec::new();
+        if o.synthetic_per_episode > 0 && !self.synthetic.is_empty() {
+            let listed = config.models.len() + copies.len();
+            let count = rng.random_range(0..=o.synthetic_per_episode.min(listed).min(self.synthetic.len()));
+            synthetic_at = rand::seq::index::sample(&mut rng, listed, count).into_vec();
+            let drawn = rand::seq::index::sample(&mut rng, self.synthetic.len(), count);
+            let in_pool = config.models.len();
+            for (&at, from) in synthetic_at.iter().zip(drawn) {
+                let entry = if at < in_pool { &mut config.models[at] } else { &mut copies[at - in_pool] };
+                *entry = self.synthetic[from].clone();
+            }
+        }
         let kept = config.models.len();
         let mut taken = self.reserved_names.clone();
         let mut renamed = false;
         for (i, m) in config.models.iter_mut().chain(copies.iter_mut()).enumerate() {
-            // Copies always need a new name; pool models get one with probability rename_models.
-            if i >= kept || (o.rename_models > 0.0 && rng.random_bool(o.rename_models.min(1.0))) {
+            // Copies and synthetic models always need a new name; pool models get one with
+            // probability rename_models.
+            if i >= kept
+                || synthetic_at.contains(&i)
+                || (o.rename_models > 0.0 && rng.random_bool(o.rename_models.min(1.0)))
+            {
                 let name = model_names::made_up(&mut rng, m.descriptor.size_b, &taken);
                 taken.push(name.to_lowercase());
                 m.remote_model = Some(m.remote_model().to_string());

@@ -315,6 +315,58 @@ fn renamed_and_copied_models_answer_as_the_models_they_are() {
     assert!(sizes.iter().all(|n| (3..=8).contains(n)), "{sizes:?}");
 }
 
+#[test]
+fn synthetic_models_are_listed_under_made_up_names_answer_as_themselves_and_get_routed_to() {
+    let options = EnvOptions {
+        questions: 400,
+        pool_subset_min: 3,
+        pool_size_max: 8,
+        synthetic_models: 40,
+        synthetic_per_episode: 3,
+        ..Default::default()
+    };
+    let env = Environment::new(options, None).unwrap();
+    let question = &env.split(Split::Train)[0].question;
+    let prefix = switchyard::sim::synthetic::NAME_PREFIX;
+    let mut counts = std::collections::BTreeSet::new();
+    for episode in 0..16 {
+        let pool = env.episode_pool(3, episode).unwrap();
+        let synthetic: Vec<_> =
+            pool.backends().iter().filter(|b| b.config.remote_model().starts_with(prefix)).collect();
+        counts.insert(synthetic.len());
+        for backend in synthetic {
+            let name = backend.name().to_string();
+            assert!(!name.starts_with(prefix), "{name}: a synthetic model is listed under its backend id");
+            let id = backend.config.remote_model().to_string();
+            let reply = env.tokio.block_on(pool.route(&name, question));
+            assert_eq!(reply.error, None, "{name} ({id}) failed");
+            // Its descriptor is its own, measured: not a copy of a pool model's.
+            let scores = &backend.config.descriptor.example_scores;
+            assert_eq!(scores.len(), 5, "{name}: {scores:?}");
+        }
+    }
+    assert!(counts.contains(&0) && counts.iter().any(|n| *n >= 2), "synthetic per listing: {counts:?}");
+    assert!(counts.iter().all(|n| *n <= 3), "{counts:?}");
+    // The teacher reads their descriptors like any other: some of its steps go to them.
+    let questions: Vec<_> = env.split(Split::Train).into_iter().take(40).collect();
+    let tokenizer = common::tokenizer(&env);
+    let examples = sft::teacher_examples(&env, &tokenizer, &questions, &any_outcome(), 3).unwrap();
+    assert_eq!(examples.len(), questions.len(), "every teacher episode is kept, so example i is episode i");
+    let called_synthetic = examples
+        .iter()
+        .enumerate()
+        .filter(|(i, e)| {
+            let pool = env.episode_pool(3, *i).unwrap();
+            let text = tokenizer.decode(&e.tokens).unwrap();
+            let (_, trajectory) = text.split_once("<|im_start|>assistant\n").unwrap();
+            switchyard_train::compare::searched_models(trajectory).iter().any(|called| {
+                pool.backends().iter().any(|b| b.name() == called && b.config.remote_model().starts_with(prefix))
+            })
+        })
+        .count();
+    assert!(called_synthetic >= 3, "the teacher called a synthetic model in {called_synthetic} of 40 episodes");
+}
+
 /// Warm-up data options that keep every well-formed teacher trajectory, right or wrong.
 fn any_outcome() -> SftOptions {
     SftOptions { only_correct: false, ..SftOptions::default() }

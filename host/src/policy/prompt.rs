@@ -47,8 +47,10 @@ struct ScoreView {
     score: String,
 }
 
-/// Two decimals at most, no trailing zeros, no leading zero for fractions (`.84`, `1.2`, `27`).
-fn number(x: f64) -> String {
+/// How the prompt writes a descriptor's number: two decimals at most, no trailing zeros, no
+/// leading zero for fractions (`.84`, `1.2`, `27`). A router's reasoning that quotes a
+/// descriptor (the teacher's) writes it the same way, so quoting is copying.
+pub fn number(x: f64) -> String {
     let s = format!("{x:.2}");
     let s = s.trim_end_matches('0').trim_end_matches('.');
     let s = s.strip_prefix("0.").map_or(s.to_string(), |f| format!(".{f}"));

@@ -6,13 +6,15 @@
 //! single-round routers shipped in `models/learned/` (`switchyard/knn`,
 //! `switchyard/mlp`).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
-use super::models::SimModels;
+use super::models::{Profile, default_profiles};
 use super::serve::{SimConfig, descriptors, spawn};
 use crate::config::{Config, DescriptorConfig, ModelConfig, PolicyConfig};
+use crate::plugin::types::ModelDescriptor;
 
 /// Where the built plugins are: `./plugins/dist`, or next to the binary's
 /// checkout (`target/<profile>/switchyard` -> `plugins/dist`).
@@ -84,24 +86,76 @@ pub async fn start(plugins_dir: &Path, held_out: HeldOut) -> anyhow::Result<Conf
     let models = sim.build();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.context("binding the simulated pool")?;
     let addr = spawn(listener, models.clone(), &sim);
-    pool_config(plugins_dir, &format!("http://{addr}/v1"), &models, held_out)
+    let pool: Vec<&Profile> =
+        models.profiles().iter().filter(|p| held_out == HeldOut::Included || !p.held_out).collect();
+    pool_config(plugins_dir, &format!("http://{addr}/v1"), &pool, &descriptors(&models))
 }
 
 /// The same pool without a socket, for fast rollouts: a config and the
 /// simulated pool's router, to give to `Pool::with_in_process`.
 pub fn in_process(plugins_dir: &Path) -> anyhow::Result<(Config, axum::Router)> {
-    let sim = SimConfig::default();
+    let (config, router, _) = in_process_with(plugins_dir, Vec::new())?;
+    Ok((config, router))
+}
+
+/// [`in_process`] with `extra` profiles served as well (e.g. synthetic ones for training):
+/// the config lists only the default pool, and each extra profile comes back as a model
+/// entry, with its measured descriptor, for a caller to list where it wants.
+pub fn in_process_with(
+    plugins_dir: &Path,
+    extra: Vec<Profile>,
+) -> anyhow::Result<(Config, axum::Router, Vec<ModelConfig>)> {
+    let defaults = default_profiles();
+    if let Some(clash) = extra.iter().find(|e| defaults.iter().any(|d| d.name.eq_ignore_ascii_case(&e.name))) {
+        anyhow::bail!("an extra simulated model is named like a default one: `{}`", clash.name);
+    }
+    let listed = defaults.len();
+    let sim = SimConfig { models: Some(defaults.into_iter().chain(extra).collect()), ..SimConfig::default() };
     let models = sim.build();
-    let config = pool_config(plugins_dir, IN_PROCESS_ENDPOINT, &models, HeldOut::Excluded)?;
-    Ok((config, super::serve::router(models, sim.faults.clone(), sim.serve.latency_scale)))
+    let descriptors = descriptors(&models);
+    let (pool, extra) = models.profiles().split_at(listed);
+    let pool: Vec<&Profile> = pool.iter().filter(|p| !p.held_out).collect();
+    let config = pool_config(plugins_dir, IN_PROCESS_ENDPOINT, &pool, &descriptors)?;
+    let extra = extra.iter().map(|p| model_config(p, &descriptors[&p.name], IN_PROCESS_ENDPOINT)).collect();
+    Ok((config, super::serve::router(models, sim.faults.clone(), sim.serve.latency_scale), extra))
 }
 
 /// The endpoint in-process configs name (never resolved: no socket is opened).
 pub const IN_PROCESS_ENDPOINT: &str = "http://sim.in-process.invalid/v1";
 
-fn pool_config(plugins_dir: &Path, endpoint: &str, models: &SimModels, held_out: HeldOut) -> anyhow::Result<Config> {
-    let descriptors = descriptors(models);
+/// A pool entry for simulated model `p` on `endpoint`, described by `d`.
+fn model_config(p: &Profile, d: &ModelDescriptor, endpoint: &str) -> ModelConfig {
+    ModelConfig {
+        name: p.name.clone(),
+        aliases: vec![],
+        adapter: "openai-chat".into(),
+        endpoint: endpoint.to_string(),
+        remote_model: None,
+        api_key_env: None,
+        max_tokens: 512,
+        timeout_ms: 10_000,
+        retries: 1,
+        fallback: None,
+        max_concurrency: 64,
+        descriptor: DescriptorConfig {
+            price_in_per_mtok: d.price_in_per_mtok,
+            price_out_per_mtok: d.price_out_per_mtok,
+            latency_ms: d.latency_ms,
+            context_tokens: d.context_tokens,
+            size_b: d.size_b,
+            strengths: d.strengths.clone(),
+            example_scores: d.example_scores.iter().map(|s| (s.benchmark.clone(), s.score)).collect(),
+        },
+    }
+}
 
+/// The embedded config listing `pool` (with the baselines that route over it).
+fn pool_config(
+    plugins_dir: &Path,
+    endpoint: &str,
+    pool: &[&Profile],
+    descriptors: &BTreeMap<String, ModelDescriptor>,
+) -> anyhow::Result<Config> {
     let mut config: Config = toml::from_str("").context("default configuration")?;
     config.path = PathBuf::from("(embedded default)");
     config.plugins.dir = plugins_dir.to_path_buf();
@@ -109,36 +163,7 @@ fn pool_config(plugins_dir: &Path, endpoint: &str, models: &SimModels, held_out:
         .iter()
         .map(|s| PolicyConfig::strategy(&format!("switchyard/{s}"), s))
         .collect();
-    config.models = models
-        .profiles()
-        .iter()
-        .filter(|p| held_out == HeldOut::Included || !p.held_out)
-        .map(|p| {
-            let d = &descriptors[&p.name];
-            ModelConfig {
-                name: p.name.clone(),
-                aliases: vec![],
-                adapter: "openai-chat".into(),
-                endpoint: endpoint.to_string(),
-                remote_model: None,
-                api_key_env: None,
-                max_tokens: 512,
-                timeout_ms: 10_000,
-                retries: 1,
-                fallback: None,
-                max_concurrency: 64,
-                descriptor: DescriptorConfig {
-                    price_in_per_mtok: d.price_in_per_mtok,
-                    price_out_per_mtok: d.price_out_per_mtok,
-                    latency_ms: d.latency_ms,
-                    context_tokens: d.context_tokens,
-                    size_b: d.size_b,
-                    strengths: d.strengths.clone(),
-                    example_scores: d.example_scores.iter().map(|s| (s.benchmark.clone(), s.score)).collect(),
-                },
-            }
-        })
-        .collect();
+    config.models = pool.iter().map(|p| model_config(p, &descriptors[&p.name], endpoint)).collect();
     // Baselines for `switchyard eval`: chance, and each model alone (by pool position).
     config.policies.push(PolicyConfig::strategy("switchyard/random", "random"));
     let alone: Vec<PolicyConfig> = config

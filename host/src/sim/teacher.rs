@@ -85,6 +85,42 @@ fn score(model: &ModelDescriptor, domain: Option<Domain>) -> f64 {
     model.example_scores.iter().find(|s| Some(&s.benchmark) == wanted.as_ref()).map_or(0.0, |s| s.score)
 }
 
+/// The score a model needs in a step's domain to be worth calling for it.
+const GOOD_ENOUGH: f64 = 0.7;
+
+/// How the teacher reads the listing for a step in `domain` before calling `chosen`: the
+/// models scoring at least [`GOOD_ENOUGH`] there, in listing order, with their prices, then
+/// the cheapest of them (or, when none does, the best). Numbers are quoted as the prompt
+/// writes them, so that a router learning this reads its listing line by line — which models
+/// qualify, then which is cheapest — rather than recalling a model for the domain: the skill a
+/// pool with new models asks for.
+fn scan(pool: &[ModelDescriptor], domain: Domain, chosen: &ModelDescriptor) -> String {
+    use crate::policy::prompt::number;
+    let d = domain.name();
+    let good: Vec<String> = pool
+        .iter()
+        .filter(|m| score(m, Some(domain)) >= GOOD_ENOUGH)
+        .map(|m| format!("{} ${}", m.name, number(m.price_out_per_mtok)))
+        .collect();
+    if good.is_empty() {
+        format!(
+            "No {d} score reaches {}; the best is {} with {}.",
+            number(GOOD_ENOUGH),
+            chosen.name,
+            number(score(chosen, Some(domain)))
+        )
+    } else {
+        let mut domain = d.to_string();
+        domain[..1].make_ascii_uppercase();
+        format!(
+            "{domain} scores of {} or more: {}. The cheapest is {}.",
+            number(GOOD_ENOUGH),
+            good.join(", "),
+            chosen.name
+        )
+    }
+}
+
 /// A comparison's answer from its two steps' answers (values of the first and second entity
 /// in `names`), and the reasoning: spelled out one decision at a time — which value is
 /// smaller, which kind of value wins, so which entity — because a small router learns three
@@ -151,7 +187,7 @@ impl TeacherPolicy {
         ranked.sort_by(|a, b| {
             let key = |m: &ModelDescriptor| {
                 let multi = whole && m.strengths.iter().any(|s| s == "multi-hop");
-                let good = score(m, step.domain) >= 0.7;
+                let good = score(m, step.domain) >= GOOD_ENOUGH;
                 (!multi, !good, if good { price(m) } else { -score(m, step.domain) })
             };
             key(a).partial_cmp(&key(b)).unwrap_or(std::cmp::Ordering::Equal).then_with(|| a.name.cmp(&b.name))
@@ -226,16 +262,24 @@ impl TeacherPolicy {
             match next {
                 Some(m) if !ep.final_turn => {
                     let why = if tried.is_empty() {
-                        let d = step.domain.map_or("general".to_string(), |d| d.name().to_string());
-                        format!(
-                            "This is {kind} question. Step {} of {}: {} For {d} facts, {} scores {:.2} at ${:.2} per million output tokens.",
-                            i + 1,
-                            steps.len().max(i + 1),
-                            step.question,
-                            m.name,
-                            score(m, step.domain),
-                            m.price_out_per_mtok
-                        )
+                        // A two-hop plan has two steps before its second is known.
+                        let planned = if matches!(intent, Some(Intent::TwoHop(..))) { 2 } else { steps.len() };
+                        let step_text =
+                            format!("This is {kind} question. Step {} of {planned}: {}", i + 1, step.question);
+                        match (self.routing, step.domain) {
+                            (TeacherRouting::Descriptors, Some(d)) if !whole => {
+                                format!("{step_text} {}", scan(&ep.pool, d, m))
+                            }
+                            _ => {
+                                let d = step.domain.map_or("general".to_string(), |d| d.name().to_string());
+                                format!(
+                                    "{step_text} For {d} facts, {} scores {:.2} at ${:.2} per million output tokens.",
+                                    m.name,
+                                    score(m, step.domain),
+                                    m.price_out_per_mtok
+                                )
+                            }
+                        }
                     } else {
                         format!("{} could not answer; escalating to {}.", tried.join(" and "), m.name)
                     };
@@ -275,8 +319,42 @@ impl Policy for TeacherPolicy {
 
 #[cfg(test)]
 mod tests {
-    use super::{TeacherRouting, comparison};
+    use super::{Domain, ModelDescriptor, Step, TeacherPolicy, TeacherRouting, comparison, scan};
+    use crate::plugin::types::ExampleScore;
     use clap::ValueEnum;
+
+    fn model(name: &str, price: f64, sports: f64) -> ModelDescriptor {
+        ModelDescriptor {
+            name: name.into(),
+            aliases: vec![],
+            price_in_per_mtok: price,
+            price_out_per_mtok: price,
+            latency_ms: 500,
+            context_tokens: 32_768,
+            size_b: None,
+            strengths: vec![],
+            example_scores: vec![
+                ExampleScore { benchmark: "arts-em".into(), score: 0.9 },
+                ExampleScore { benchmark: "sports-em".into(), score: sports },
+            ],
+        }
+    }
+
+    #[test]
+    fn the_teacher_names_the_qualifying_models_in_listing_order_then_calls_the_cheapest() {
+        let pool = vec![model("big-70b", 0.88, 0.8), model("small-3b", 0.12, 0.4), model("spec-8b", 0.18, 0.93)];
+        let step = Step { question: "Who coaches the Karsk Lions?".into(), domain: Some(Domain::Sports) };
+        let ranked = TeacherPolicy::by_descriptors(&pool, &step, false);
+        assert_eq!(ranked[0].name, "spec-8b");
+        assert_eq!(
+            scan(&pool, Domain::Sports, ranked[0]),
+            "Sports scores of .7 or more: big-70b $.88, spec-8b $.18. The cheapest is spec-8b."
+        );
+        // Nobody good enough: the best score, said so.
+        let weak = vec![model("a-7b", 0.2, 0.3), model("b-8b", 0.18, 0.55)];
+        let ranked = TeacherPolicy::by_descriptors(&weak, &step, false);
+        assert_eq!(scan(&weak, Domain::Sports, ranked[0]), "No sports score reaches .7; the best is b-8b with .55.");
+    }
 
     #[test]
     fn a_comparison_is_reasoned_one_decision_at_a_time_to_the_right_entity() {
