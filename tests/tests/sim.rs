@@ -279,10 +279,9 @@ async fn extra_simulated_models_are_served_beside_the_pool_with_their_own_measur
         assert_eq!((d.price_out_per_mtok, d.size_b), (profile.price_out_per_mtok, Some(profile.size_b)));
         // Measured on 60 calibration questions per domain: the best-covered domain scores
         // above the worst-covered one when their coverage is far apart.
-        let cov = |best: bool| {
-            let pick = if best { Iterator::max_by } else { Iterator::min_by };
-            pick(profile.coverage.iter(), |a, b| a.1.total_cmp(b.1)).map(|(d, c)| (d.name(), *c)).unwrap()
-        };
+        let mut by_coverage: Vec<(&str, f64)> = profile.coverage.iter().map(|(d, c)| (d.name(), *c)).collect();
+        by_coverage.sort_by(|a, b| a.1.total_cmp(&b.1));
+        let cov = |best: bool| if best { by_coverage[by_coverage.len() - 1] } else { by_coverage[0] };
         let ((hi, c_hi), (lo, c_lo)) = (cov(true), cov(false));
         let score = |domain: &str| d.example_scores[&format!("{domain}-em")];
         if c_hi - c_lo > 0.4 {
