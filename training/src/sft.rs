@@ -50,6 +50,10 @@ pub struct SftOptions {
     /// `only_correct` would select the lucky routes and so teach routing after all; a
     /// protocol-only warm-up turns it off.
     pub teacher_routing: TeacherRouting,
+    /// The teacher's think before a call names the models that score at least .7 in the
+    /// step's domain, in listing order, then the cheapest (`TeacherPolicy::reading_listing`),
+    /// instead of only the one it calls; off by default, so earlier runs replay.
+    pub teacher_reads_listing: bool,
     pub save_every: u64,
     /// Copy sequences added to every step (0 = none): a question, then the same question
     /// again with the loss on the repeat. A router must copy entity names from the question
@@ -74,6 +78,7 @@ impl Default for SftOptions {
             skip_examples: 0,
             only_correct: true,
             teacher_routing: TeacherRouting::Descriptors,
+            teacher_reads_listing: false,
             save_every: 200,
             copy_batch_size: 0,
             copy_only: false,
@@ -126,10 +131,12 @@ pub fn example(tokenizer: &RouterTokenizer, prompt: &str, segments: &[Segment]) 
 fn teacher_traces(
     env: &Environment,
     questions: &[Question],
-    routing: TeacherRouting,
+    opts: &SftOptions,
     seed: u64,
 ) -> anyhow::Result<Vec<(engine::Trace, Vec<ModelDescriptor>)>> {
-    let teacher = TeacherPolicy::new("switchyard/teacher", env.world.clone()).with_routing(routing, seed);
+    let teacher = TeacherPolicy::new("switchyard/teacher", env.world.clone())
+        .with_routing(opts.teacher_routing, seed)
+        .reading_listing(opts.teacher_reads_listing);
     let episodes = questions.iter().enumerate().map(|(i, q)| {
         let teacher = &teacher;
         async move {
@@ -143,7 +150,8 @@ fn teacher_traces(
 
 /// Teacher trajectories for `questions`, as examples; each prompt lists the pool its episode
 /// saw (see [`teacher_traces`]; `seed` picks the subsets, the noise and a routing-blind
-/// teacher's draws). Reads `opts.teacher_routing` and `opts.only_correct`.
+/// teacher's draws). Reads `opts.teacher_routing`, `opts.teacher_reads_listing` and
+/// `opts.only_correct`.
 pub fn teacher_examples(
     env: &Environment,
     tokenizer: &RouterTokenizer,
@@ -152,7 +160,7 @@ pub fn teacher_examples(
     seed: u64,
 ) -> anyhow::Result<Vec<Example>> {
     let only_correct = opts.only_correct;
-    let traces = teacher_traces(env, questions, opts.teacher_routing, seed)?;
+    let traces = teacher_traces(env, questions, opts, seed)?;
     let scored: Vec<_> =
         traces.iter().zip(questions).map(|((t, _), q)| (t.trajectory.clone(), q.golden_answers.clone())).collect();
     let rewards = env.score(&scored)?;
@@ -290,9 +298,7 @@ pub fn train(
 pub fn corpus(env: &Environment) -> anyhow::Result<Vec<String>> {
     let questions: Vec<Question> = env.split(switchyard::sim::questions::Split::Train).into_iter().take(5000).collect();
     let mut texts = Vec::with_capacity(questions.len());
-    for (q, (trace, descriptors)) in
-        questions.iter().zip(teacher_traces(env, &questions, TeacherRouting::Descriptors, 0)?)
-    {
+    for (q, (trace, descriptors)) in questions.iter().zip(teacher_traces(env, &questions, &SftOptions::default(), 0)?) {
         texts.push(format!("{}{}", env.prompt_text(&q.question, &descriptors)?, trace.text()));
     }
     Ok(texts)

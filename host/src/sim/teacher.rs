@@ -55,6 +55,7 @@ pub struct TeacherPolicy {
     parser: Parser,
     routing: TeacherRouting,
     seed: u64,
+    reads_listing: bool,
 }
 
 /// How the steps' answers combine into the final answer, with the reasoning that gets there
@@ -148,7 +149,14 @@ fn comparison(answers: &[String], names: (&str, &str), smaller_wins: bool) -> (S
 impl TeacherPolicy {
     pub fn new(name: impl Into<String>, world: Arc<World>) -> Self {
         let parser = Parser::new(&world);
-        TeacherPolicy { name: name.into(), world, parser, routing: TeacherRouting::Descriptors, seed: 0 }
+        TeacherPolicy {
+            name: name.into(),
+            world,
+            parser,
+            routing: TeacherRouting::Descriptors,
+            seed: 0,
+            reads_listing: false,
+        }
     }
 
     /// The same teacher routing by `routing`; `seed` fixes the random orders of
@@ -156,6 +164,15 @@ impl TeacherPolicy {
     pub fn with_routing(mut self, routing: TeacherRouting, seed: u64) -> Self {
         self.routing = routing;
         self.seed = seed;
+        self
+    }
+
+    /// With `yes`, a think before a call (routing by descriptors, a step with a domain) names
+    /// the models that qualify, in listing order, then the cheapest ([`scan`]), and counts a
+    /// two-hop plan as two steps from its first; otherwise it names only the model it calls
+    /// (how the teacher wrote before, so earlier warm-ups replay).
+    pub fn reading_listing(mut self, yes: bool) -> Self {
+        self.reads_listing = yes;
         self
     }
 
@@ -263,11 +280,14 @@ impl TeacherPolicy {
                 Some(m) if !ep.final_turn => {
                     let why = if tried.is_empty() {
                         // A two-hop plan has two steps before its second is known.
-                        let planned = if matches!(intent, Some(Intent::TwoHop(..))) { 2 } else { steps.len() };
+                        let planned = match intent {
+                            Some(Intent::TwoHop(..)) if self.reads_listing => 2,
+                            _ => steps.len().max(i + 1),
+                        };
                         let step_text =
                             format!("This is {kind} question. Step {} of {planned}: {}", i + 1, step.question);
                         match (self.routing, step.domain) {
-                            (TeacherRouting::Descriptors, Some(d)) if !whole => {
+                            (TeacherRouting::Descriptors, Some(d)) if self.reads_listing && !whole => {
                                 format!("{step_text} {}", scan(&ep.pool, d, m))
                             }
                             _ => {
