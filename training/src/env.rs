@@ -10,7 +10,8 @@
 //! Invariants: the pool an episode sees is a pure function of (options, seed, episode), so a
 //! rollout step is reproducible; descriptor noise and made-up names never change which model
 //! answers, only what the prompt says about it (a renamed model keeps its backend id); a
-//! made-up name is never a name of the configured pool or of the world's held-out models.
+//! made-up name is never a name of the configured pool, of the world's held-out models or of
+//! the synthetic models; a synthetic model is only ever listed under a made-up name.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
