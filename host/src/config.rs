@@ -303,6 +303,22 @@ pub struct DescriptorConfig {
     pub example_scores: BTreeMap<String, f64>,
 }
 
+/// A descriptor as a config states it (name and aliases belong to the model entry); the
+/// inverse of [`ModelConfig::descriptor`].
+impl From<&ModelDescriptor> for DescriptorConfig {
+    fn from(d: &ModelDescriptor) -> Self {
+        DescriptorConfig {
+            price_in_per_mtok: d.price_in_per_mtok,
+            price_out_per_mtok: d.price_out_per_mtok,
+            latency_ms: d.latency_ms,
+            context_tokens: d.context_tokens,
+            size_b: d.size_b,
+            strengths: d.strengths.clone(),
+            example_scores: d.example_scores.iter().map(|s| (s.benchmark.clone(), s.score)).collect(),
+        }
+    }
+}
+
 impl ModelConfig {
     pub fn descriptor(&self) -> ModelDescriptor {
         let d = &self.descriptor;

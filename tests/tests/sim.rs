@@ -274,6 +274,7 @@ async fn extra_simulated_models_are_served_beside_the_pool_with_their_own_measur
         entries.iter().map(|e| e.name.clone()).collect::<Vec<_>>(),
         extra.iter().map(|p| p.name.clone()).collect::<Vec<_>>()
     );
+    let mut far_apart = 0;
     for (entry, profile) in entries.iter().zip(&extra) {
         let d = &entry.descriptor;
         assert_eq!((d.price_out_per_mtok, d.size_b), (profile.price_out_per_mtok, Some(profile.size_b)));
@@ -285,6 +286,7 @@ async fn extra_simulated_models_are_served_beside_the_pool_with_their_own_measur
         let ((hi, c_hi), (lo, c_lo)) = (cov(true), cov(false));
         let score = |domain: &str| d.example_scores[&format!("{domain}-em")];
         if c_hi - c_lo > 0.4 {
+            far_apart += 1;
             assert!(
                 score(hi) > score(lo),
                 "{}: {hi} {c_hi} -> {}, {lo} {c_lo} -> {}",
@@ -294,6 +296,7 @@ async fn extra_simulated_models_are_served_beside_the_pool_with_their_own_measur
             );
         }
     }
+    assert!(far_apart >= 2, "only {far_apart} of {} profiles had coverage far enough apart to check", extra.len());
     // Listed in a pool, an extra model answers through the same endpoint as the others.
     config.models.extend(entries.iter().cloned());
     let runtime = runtime_with(true, Some(repo_root().join("target/test-component-cache")));

@@ -137,15 +137,7 @@ fn model_config(p: &Profile, d: &ModelDescriptor, endpoint: &str) -> ModelConfig
         retries: 1,
         fallback: None,
         max_concurrency: 64,
-        descriptor: DescriptorConfig {
-            price_in_per_mtok: d.price_in_per_mtok,
-            price_out_per_mtok: d.price_out_per_mtok,
-            latency_ms: d.latency_ms,
-            context_tokens: d.context_tokens,
-            size_b: d.size_b,
-            strengths: d.strengths.clone(),
-            example_scores: d.example_scores.iter().map(|s| (s.benchmark.clone(), s.score)).collect(),
-        },
+        descriptor: DescriptorConfig::from(d),
     }
 }
 
