@@ -101,6 +101,11 @@ pub struct EnvOptions {
     /// model that is good and cheap for a domain differs between episodes, and only its
     /// descriptor says which it is.
     pub synthetic_per_episode: usize,
+    /// The least number of synthetic entries per episode (the count is uniform from this up
+    /// to `synthetic_per_episode`, capped by the listing's length). At least the listing's
+    /// length makes every entry synthetic: no listed model is one the router could have
+    /// memorised, so the listing is all it has to route by.
+    pub synthetic_min_per_episode: usize,
     pub reward: RewardOptions,
 }
 
@@ -115,6 +120,13 @@ impl EnvOptions {
         }
         if self.synthetic_per_episode > 0 && self.synthetic_models == 0 {
             anyhow::bail!("env.synthetic_per_episode needs env.synthetic_models > 0 to draw from");
+        }
+        if self.synthetic_min_per_episode > self.synthetic_per_episode {
+            anyhow::bail!(
+                "env.synthetic_min_per_episode ({}) is above env.synthetic_per_episode ({})",
+                self.synthetic_min_per_episode,
+                self.synthetic_per_episode
+            );
         }
         if self.synthetic_models > 0 && self.backends.is_some() {
             anyhow::bail!("env.synthetic_models are simulated models: they cannot be used with env.backends");
@@ -141,6 +153,7 @@ impl Default for EnvOptions {
             pool_size_max: 0,
             synthetic_models: 0,
             synthetic_per_episode: 0,
+            synthetic_min_per_episode: 0,
             reward: RewardOptions::default(),
         }
     }
@@ -262,7 +275,9 @@ impl Environment {
         let mut synthetic_at = Vec::new();
         if o.synthetic_per_episode > 0 && !self.synthetic.is_empty() {
             let listed = config.models.len() + copies.len();
-            let count = rng.random_range(0..=o.synthetic_per_episode.min(listed).min(self.synthetic.len()));
+            let most = o.synthetic_per_episode.min(listed).min(self.synthetic.len());
+            // (A range from 0 draws as before the minimum existed, so older runs replay.)
+            let count = rng.random_range(o.synthetic_min_per_episode.min(most)..=most);
             synthetic_at = rand::seq::index::sample(&mut rng, listed, count).into_vec();
             let drawn = rand::seq::index::sample(&mut rng, self.synthetic.len(), count);
             let in_pool = config.models.len();

@@ -367,6 +367,40 @@ fn synthetic_models_are_listed_under_made_up_names_answer_as_themselves_and_get_
     assert!(called_synthetic >= 3, "the teacher called a synthetic model in {called_synthetic} of 40 episodes");
 }
 
+#[test]
+fn a_minimum_of_synthetic_entries_at_least_the_listing_makes_every_listed_model_synthetic() {
+    let options = EnvOptions {
+        questions: 200,
+        pool_subset_min: 3,
+        pool_size_max: 8,
+        synthetic_models: 40,
+        synthetic_per_episode: 8,
+        synthetic_min_per_episode: 8,
+        ..Default::default()
+    };
+    let env = Environment::new(options, None).unwrap();
+    let prefix = switchyard::sim::synthetic::NAME_PREFIX;
+    let mut lengths = std::collections::BTreeSet::new();
+    for episode in 0..12 {
+        let pool = env.episode_pool(5, episode).unwrap();
+        lengths.insert(pool.backends().len());
+        for backend in pool.backends() {
+            let id = backend.config.remote_model();
+            assert!(id.starts_with(prefix), "episode {episode}: {} ({id}) is not synthetic", backend.name());
+        }
+    }
+    assert!(lengths.len() > 1 && lengths.iter().all(|n| (3..=8).contains(n)), "listing lengths: {lengths:?}");
+    // A minimum above the maximum is refused, naming both options.
+    let bad = EnvOptions {
+        synthetic_models: 4,
+        synthetic_per_episode: 2,
+        synthetic_min_per_episode: 3,
+        ..Default::default()
+    };
+    let err = bad.validate().unwrap_err().to_string();
+    assert!(err.contains("synthetic_min_per_episode") && err.contains("synthetic_per_episode"), "{err}");
+}
+
 /// Warm-up data options that keep every well-formed teacher trajectory, right or wrong.
 fn any_outcome() -> SftOptions {
     SftOptions { only_correct: false, ..SftOptions::default() }
