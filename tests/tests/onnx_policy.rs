@@ -359,6 +359,47 @@ fn every_malformed_or_missing_model_file_is_a_clear_error_at_load() {
     assert!(err.contains("tokenizer_config.json") && err.contains("chat_template"), "{err}");
 }
 
+#[test]
+fn a_router_trained_on_its_own_prompt_reads_listings_with_it_wherever_it_is_exported() {
+    use switchyard::policy::model_dir::ROUTER_PROMPT_FILE;
+    use switchyard::policy::prompt::BY_DOMAIN_TEMPLATE;
+    let fixture = router::shared();
+    // A training checkpoint holding the template it was trained on: the export carries it.
+    let source = router::scratch_dir();
+    for entry in std::fs::read_dir(&fixture.source).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            std::fs::copy(&path, source.path().join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    std::fs::write(source.path().join(ROUTER_PROMPT_FILE), BY_DOMAIN_TEMPLATE).unwrap();
+    let out = router::scratch_dir();
+    switchyard_train::export::export_dir(&fixture.model(), source.path(), out.path(), false).unwrap();
+    assert_eq!(std::fs::read_to_string(out.path().join(ROUTER_PROMPT_FILE)).unwrap(), BY_DOMAIN_TEMPLATE);
+
+    let prompt_of = |options: &RouterOptions| {
+        let policy = OnnxPolicy::load("switchyard/router-r1", out.path(), options).unwrap_or_else(|e| panic!("{e}"));
+        policy.prompt_text("Who won?", &pool()).unwrap()
+    };
+    let by_domain = "per domain (score, $, model)";
+    assert!(prompt_of(&RouterOptions::default()).contains(by_domain), "the model's own template is not used");
+    // A policy's configured template still wins over the model's.
+    let configured = RouterOptions {
+        prompt_template: Some(switchyard::policy::prompt::DEFAULT_TEMPLATE.to_string()),
+        ..RouterOptions::default()
+    };
+    assert!(!prompt_of(&configured).contains(by_domain));
+    // The shipped template when the model has none (the fixture's own export).
+    let plain = OnnxPolicy::load("switchyard/router-r1", &fixture.export, &RouterOptions::default()).unwrap();
+    assert!(!plain.prompt_text("Who won?", &pool()).unwrap().contains(by_domain));
+
+    // A broken template is an error at load that names the file.
+    std::fs::write(out.path().join(ROUTER_PROMPT_FILE), "{% for %}").unwrap();
+    let err =
+        OnnxPolicy::load("switchyard/router-r1", out.path(), &RouterOptions::default()).err().unwrap().to_string();
+    assert!(err.contains(ROUTER_PROMPT_FILE) && err.contains("router prompt template"), "{err}");
+}
+
 async fn metric(server: &TestServer, line_has: &[&str]) -> f64 {
     let text = server.client.get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
     text.lines()

@@ -9,6 +9,8 @@
 //!                                  plus optimizer.safetensors, value_head.safetensors, state.json
 //! runs/<name>/final -> the last checkpoint's model files
 //! ```
+//! A run trained on a router prompt other than the shipped one also writes it into every
+//! checkpoint and `final/` (`router_prompt.jinja`), so its exports read listings as it did.
 //! Invariants: a checkpoint directory is written under a temporary name and renamed into
 //! place, so a crash never leaves a half-written checkpoint that resume would pick up.
 
@@ -22,6 +24,7 @@ use crate::model::Transformer;
 use crate::tokenizer::{END_OF_TURN, PAD_TOKEN, RouterTokenizer};
 use switchyard::engine::protocol;
 use switchyard::policy::chat_template::CHATML;
+use switchyard::policy::model_dir::ROUTER_PROMPT_FILE;
 
 /// What a resumed run needs besides the weights.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -64,6 +67,8 @@ fn write_json(path: &Path, value: &serde_json::Value) -> anyhow::Result<()> {
 
 pub struct RunDir {
     pub root: PathBuf,
+    /// The router prompt template the run trains on, when not the shipped one.
+    router_prompt: Option<String>,
 }
 
 impl RunDir {
@@ -90,7 +95,13 @@ impl RunDir {
             std::fs::create_dir_all(root).with_context(|| format!("creating {}", root.display()))?;
             std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
         }
-        Ok(RunDir { root: root.to_path_buf() })
+        Ok(RunDir { root: root.to_path_buf(), router_prompt: None })
+    }
+
+    /// Write `template` (the router prompt the run trains on, `None` for the shipped one)
+    /// into every checkpoint.
+    pub fn with_router_prompt(self, template: Option<&str>) -> RunDir {
+        RunDir { router_prompt: template.map(str::to_owned), ..self }
     }
 
     pub fn metrics_path(&self) -> PathBuf {
@@ -127,6 +138,10 @@ impl RunDir {
         let _ = std::fs::remove_dir_all(&tmp);
         std::fs::create_dir_all(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
         write_model_dir(&tmp, model, tokenizer)?;
+        if let Some(template) = &self.router_prompt {
+            let path = tmp.join(ROUTER_PROMPT_FILE);
+            std::fs::write(&path, template).with_context(|| format!("writing {}", path.display()))?;
+        }
         extra(&tmp).with_context(|| format!("writing the training state into {}", tmp.display()))?;
         write_json(&tmp.join("state.json"), &serde_json::to_value(state)?)?;
         let _ = std::fs::remove_dir_all(&dir);
@@ -144,6 +159,10 @@ impl RunDir {
         {
             std::fs::copy(checkpoint.join(f), out.join(f))
                 .with_context(|| format!("copying {f} to {}", out.display()))?;
+        }
+        if checkpoint.join(ROUTER_PROMPT_FILE).is_file() {
+            std::fs::copy(checkpoint.join(ROUTER_PROMPT_FILE), out.join(ROUTER_PROMPT_FILE))
+                .with_context(|| format!("copying {ROUTER_PROMPT_FILE} to {}", out.display()))?;
         }
         Ok(out)
     }

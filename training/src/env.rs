@@ -106,6 +106,9 @@ pub struct EnvOptions {
     /// length makes every entry synthetic: no listed model is one the router could have
     /// memorised, so the listing is all it has to route by.
     pub synthetic_min_per_episode: usize,
+    /// A router prompt template (a file) in place of the shipped one, e.g.
+    /// `host/src/policy/router_prompt_by_domain.jinja`; checkpoints and exports carry it.
+    pub prompt_template: Option<PathBuf>,
     pub reward: RewardOptions,
 }
 
@@ -154,6 +157,7 @@ impl Default for EnvOptions {
             synthetic_models: 0,
             synthetic_per_episode: 0,
             synthetic_min_per_episode: 0,
+            prompt_template: None,
             reward: RewardOptions::default(),
         }
     }
@@ -176,6 +180,8 @@ pub struct Environment {
     /// Lower-cased names a made-up name must not take: the pool's and the world's models'.
     reserved_names: Vec<String>,
     prompt: RouterPrompt,
+    /// The template `prompt` renders, when not the shipped one.
+    prompt_source: Option<String>,
     chat: ChatTemplate,
 }
 
@@ -204,6 +210,16 @@ impl Environment {
             }
         };
         let pool = Arc::new(build_pool(&config, &runtime, in_process.as_ref())?);
+        let (prompt, prompt_source) = match &options.prompt_template {
+            Some(path) => {
+                let source = std::fs::read_to_string(path)
+                    .with_context(|| format!("env.prompt_template: reading {}", path.display()))?;
+                let prompt = RouterPrompt::from_template(source.clone())
+                    .with_context(|| format!("env.prompt_template: {}", path.display()))?;
+                (prompt, Some(source))
+            }
+            None => (RouterPrompt::new(), None),
+        };
         let reward_path = plugins.join("router-r1.wasm");
         let reward = Plugin::<Reward>::load(&runtime, &reward_path)
             .with_context(|| format!("loading the reward component {}", reward_path.display()))?;
@@ -231,7 +247,8 @@ impl Environment {
             params,
             questions,
             reserved_names,
-            prompt: RouterPrompt::new(),
+            prompt,
+            prompt_source,
             chat: ChatTemplate::new(switchyard::policy::chat_template::CHATML, "", crate::tokenizer::END_OF_TURN)?,
         })
     }
@@ -322,6 +339,11 @@ impl Environment {
             }
         }
         Ok(Arc::new(build_pool(&config, &self.runtime, self.in_process.as_ref())?))
+    }
+
+    /// The router prompt template episodes are rendered with, when not the shipped one.
+    pub fn router_prompt_source(&self) -> Option<&str> {
+        self.prompt_source.as_deref()
     }
 
     /// The prompt text the router reads for `question` over `pool`, up to the assistant turn.

@@ -301,8 +301,8 @@ fn main() -> anyhow::Result<()> {
                 }
                 (None, None) => anyhow::bail!("pass --tokenizer (train from scratch) or --init (start from a model)"),
             };
-            let run_dir = RunDir::open(&run, &config, resume)?;
             let env = Environment::new(config.env.clone(), common.plugins.as_deref())?;
+            let run_dir = RunDir::open(&run, &config, resume)?.with_router_prompt(env.router_prompt_source());
             let train = sft::select_questions(env.split(Split::Train), &config.sft)?;
             if config.sft.teacher_routing == TeacherRouting::Uniform && config.sft.only_correct {
                 // Keeping only right answers would keep the lucky routes: routing taught after all.
@@ -349,8 +349,8 @@ fn main() -> anyhow::Result<()> {
                 let _ = v.requires_grad_(false);
             }
             config.init = Some(init.clone());
-            let run_dir = RunDir::open(&run, &config, resume)?;
             let env = Environment::new(config.env.clone(), common.plugins.as_deref())?;
+            let run_dir = RunDir::open(&run, &config, resume)?.with_router_prompt(env.router_prompt_source());
             let out =
                 rl::train(&policy, &reference, &tokenizer, &env, &config.rl, config.seed, &run_dir, !common.quiet)?;
             plot(&run_dir, &format!("{:?}", config.rl.algorithm).to_uppercase());

@@ -7,6 +7,8 @@
 //! chat_template.jinja                the chat template, newer HF layout    (optional)
 //! generation_config.json             eos_token_id, pad_token_id, stop_strings, max_new_tokens (optional)
 //! config.json                        max_position_embeddings, heads, head_dim (optional)
+//! router_prompt.jinja                the router prompt it was trained on (optional; the
+//!                                    shipped one otherwise)
 //! ```
 //!
 //! Invariants: reading a directory checks every file it reads (JSON syntax, field types,
@@ -28,6 +30,9 @@ pub const TOKENIZER_CONFIG_FILE: &str = "tokenizer_config.json";
 pub const CHAT_TEMPLATE_FILE: &str = "chat_template.jinja";
 pub const GENERATION_CONFIG_FILE: &str = "generation_config.json";
 pub const CONFIG_FILE: &str = "config.json";
+/// The router prompt template a router was trained on, when not the shipped one: a router
+/// reads the listing laid out as in training, so the template travels with the weights.
+pub const ROUTER_PROMPT_FILE: &str = "router_prompt.jinja";
 
 /// The special tokens a chat template may refer to.
 #[derive(Clone, Debug, Default)]

@@ -14,6 +14,12 @@ use crate::plugin::types::ModelDescriptor;
 /// The default template, shipped with the binary.
 pub const DEFAULT_TEMPLATE: &str = include_str!("router_prompt.jinja");
 
+/// A shipped alternative that lists the scores per domain, each model's score and price just
+/// before its name (`- sports: .91 $.18 spec-8b, .9 $.88 big-70b`). A causal router reads a
+/// name after what it needs to know about it, so choosing a name by its score and price is
+/// one look back from the name instead of two (name, then forward along its line).
+pub const BY_DOMAIN_TEMPLATE: &str = include_str!("router_prompt_by_domain.jinja");
+
 /// Separates the system message from the user message in the rendered template.
 const USER_MARKER: &str = "=== user ===\n";
 
@@ -45,6 +51,20 @@ struct ModelView {
 struct ScoreView {
     benchmark: String,
     score: String,
+}
+
+/// One benchmark across the pool: `domains` in the template's context.
+#[derive(Serialize)]
+struct DomainView {
+    benchmark: String,
+    models: Vec<DomainEntry>,
+}
+
+#[derive(Serialize)]
+struct DomainEntry {
+    name: String,
+    score: String,
+    price_out: String,
 }
 
 /// How the prompt writes a descriptor's number: two decimals at most, no trailing zeros, no
@@ -91,10 +111,28 @@ impl RouterPrompt {
                     .collect(),
             })
             .collect();
-        let text = self.env.get_template("router")?.render(context! { question, models })?;
+        let domains = by_domain(pool);
+        let text = self.env.get_template("router")?.render(context! { question, models, domains })?;
         let (system, user) = text.split_once(USER_MARKER).ok_or(PromptError::NoUserMarker)?;
         Ok(vec![ChatMessage::new("system", system.trim_end()), ChatMessage::new("user", user.trim_end())])
     }
+}
+
+/// The pool's scores grouped by benchmark, benchmarks in order of first appearance, models in
+/// listing order.
+fn by_domain(pool: &[ModelDescriptor]) -> Vec<DomainView> {
+    let mut domains: Vec<DomainView> = Vec::new();
+    for m in pool {
+        for s in &m.example_scores {
+            let entry =
+                DomainEntry { name: m.name.clone(), score: number(s.score), price_out: number(m.price_out_per_mtok) };
+            match domains.iter_mut().find(|d| d.benchmark == s.benchmark) {
+                Some(d) => d.models.push(entry),
+                None => domains.push(DomainView { benchmark: s.benchmark.clone(), models: vec![entry] }),
+            }
+        }
+    }
+    domains
 }
 
 impl Default for RouterPrompt {
@@ -134,6 +172,24 @@ mod tests {
         assert!(!m[0].content.contains("=== user"));
         assert_eq!(m[1].role, "user");
         assert_eq!(m[1].content, "Question: Who founded Acme?");
+    }
+
+    #[test]
+    fn the_by_domain_template_puts_each_score_and_price_before_the_name() {
+        let mut big = model("big-70b");
+        big.price_out_per_mtok = 0.88;
+        big.size_b = Some(70.0);
+        big.strengths.clear();
+        big.example_scores.push(ExampleScore { benchmark: "sports-em".into(), score: 0.9 });
+        let mut small = model("small-8b");
+        small.example_scores = vec![ExampleScore { benchmark: "sports-em".into(), score: 0.5 }];
+        let prompt = RouterPrompt::from_template(BY_DOMAIN_TEMPLATE.into()).unwrap();
+        let m = prompt.messages("Who won?", &[small, big]).unwrap();
+        let system = &m[0].content;
+        assert!(system.contains("\n- small-8b $.18 8B; multi-hop\n- big-70b $.88 70B\n"), "{system}");
+        assert!(system.contains("\n- sports: .5 $.18 small-8b, .9 $.88 big-70b\n"), "{system}");
+        assert!(system.contains("\n- geography: .84 $.88 big-70b"), "{system}");
+        assert_eq!(m[1].content, "Question: Who won?");
     }
 
     #[test]

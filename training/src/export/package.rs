@@ -1,6 +1,7 @@
 //! A policy directory for the host: `model.onnx` (+ `model.onnx_data`), `config.json`,
 //! `tokenizer.json`, `tokenizer_config.json` (with the chat template) and
-//! `generation_config.json`, copied from the trained model's directory.
+//! `generation_config.json`, and the router prompt when the model was trained on its own
+//! (`router_prompt.jinja`), copied from the trained model's directory.
 
 use std::path::Path;
 
@@ -10,7 +11,8 @@ use super::onnx::{ExportOptions, export};
 use crate::model::Transformer;
 
 /// Files copied next to the graph, when the source directory has them.
-const SIDE_FILES: [&str; 4] = ["config.json", "tokenizer.json", "tokenizer_config.json", "generation_config.json"];
+const SIDE_FILES: [&str; 5] =
+    ["config.json", "tokenizer.json", "tokenizer_config.json", "generation_config.json", "router_prompt.jinja"];
 
 /// Export `model` (loaded from `source`) into `out`.
 pub fn export_dir(model: &Transformer, source: &Path, out: &Path, external_data: bool) -> anyhow::Result<()> {
