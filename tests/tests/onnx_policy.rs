@@ -557,6 +557,7 @@ fn policy_check_reports_the_graph_and_the_generation_settings() {
         "kv heads:       2",
         "head dim:       8",
         "chat template:  found (tokenizer_config.json)",
+        "router prompt:  the shipped one",
         "</search>",
         "</answer>",
         "device:         cpu",
@@ -579,6 +580,17 @@ fn policy_check_reports_the_graph_and_the_generation_settings() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("tokenizer.json") && stderr.contains("missing"), "{stderr}");
+
+    // A model trained on its own router prompt: reported, and checked.
+    let own = fixture.copy();
+    let prompt_file = own.path().join("router_prompt.jinja");
+    std::fs::write(&prompt_file, switchyard::policy::prompt::BY_DOMAIN_TEMPLATE).unwrap();
+    let out = ok(&switchyard(&["policy", "check", own.path().to_str().unwrap()]));
+    assert!(out.contains("router prompt:  the model's own (router_prompt.jinja)"), "{out}");
+    std::fs::write(&prompt_file, "no user marker").unwrap();
+    let out = switchyard(&["policy", "check", own.path().to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("router_prompt.jinja"), "{stderr}");
 }
 
 #[test]

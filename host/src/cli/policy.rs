@@ -6,9 +6,11 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use serde_json::json;
 
-use crate::policy::model_dir::TOKENIZER_CONFIG_FILE;
+use crate::policy::model_dir::{ROUTER_PROMPT_FILE, TOKENIZER_CONFIG_FILE};
 use crate::policy::router::DEFAULT_MAX_NEW_TOKENS;
-use crate::policy::{ChatMessage, Device, GenerateOptions, Model, ModelOptions, Sampling, SessionOptions, runtime};
+use crate::policy::{
+    ChatMessage, Device, GenerateOptions, Model, ModelOptions, RouterPrompt, Sampling, SessionOptions, runtime,
+};
 
 #[derive(Debug, Subcommand)]
 pub enum PolicyCommand {
@@ -104,6 +106,16 @@ fn check(args: &CheckArgs) -> anyhow::Result<()> {
     let library = runtime::library_path(args.load.onnxruntime.as_deref())?;
     let s = &model.signature;
     let template_source = model.chat_template_file;
+    // The router prompt the model was trained on, checked as OnnxPolicy checks it at load.
+    let router_prompt = model.dir.join(ROUTER_PROMPT_FILE);
+    let router_prompt = if router_prompt.is_file() {
+        let source =
+            std::fs::read_to_string(&router_prompt).with_context(|| format!("reading {}", router_prompt.display()))?;
+        RouterPrompt::from_template(source).with_context(|| router_prompt.display().to_string())?;
+        Some(ROUTER_PROMPT_FILE)
+    } else {
+        None
+    };
     let stops: Vec<(u32, String)> = model.generation.stop_ids.iter().map(|&id| (id, token_name(&model, id))).collect();
     if args.json {
         let ports = |ports: &[crate::policy::graph::Port]| {
@@ -126,6 +138,7 @@ fn check(args: &CheckArgs) -> anyhow::Result<()> {
             "vocab_size": model.vocab,
             "tokenizer_vocab_size": model.tokenizer.vocab_size(),
             "chat_template": template_source,
+            "router_prompt": router_prompt,
             "bos_token": model.special.bos,
             "eos_token": model.special.eos,
             "pad_token": model.special.pad,
@@ -156,6 +169,10 @@ fn check(args: &CheckArgs) -> anyhow::Result<()> {
     match template_source {
         Some(file) => println!("chat template:  found ({file})"),
         None => println!("chat template:  none"),
+    }
+    match router_prompt {
+        Some(file) => println!("router prompt:  the model's own ({file})"),
+        None => println!("router prompt:  the shipped one"),
     }
     let or_none = |t: &Option<String>| t.clone().unwrap_or_else(|| "-".into());
     println!(
