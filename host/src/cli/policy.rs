@@ -106,16 +106,8 @@ fn check(args: &CheckArgs) -> anyhow::Result<()> {
     let library = runtime::library_path(args.load.onnxruntime.as_deref())?;
     let s = &model.signature;
     let template_source = model.chat_template_file;
-    // The router prompt the model was trained on, checked as OnnxPolicy checks it at load.
-    let router_prompt = model.dir.join(ROUTER_PROMPT_FILE);
-    let router_prompt = if router_prompt.is_file() {
-        let source =
-            std::fs::read_to_string(&router_prompt).with_context(|| format!("reading {}", router_prompt.display()))?;
-        RouterPrompt::from_template(source).with_context(|| router_prompt.display().to_string())?;
-        Some(ROUTER_PROMPT_FILE)
-    } else {
-        None
-    };
+    // The router prompt the model was trained on, checked as the policy checks it at load.
+    let router_prompt = RouterPrompt::trained_on(&model.dir)?.map(|_| ROUTER_PROMPT_FILE);
     let stops: Vec<(u32, String)> = model.generation.stop_ids.iter().map(|&id| (id, token_name(&model, id))).collect();
     if args.json {
         let ports = |ports: &[crate::policy::graph::Port]| {

@@ -5,10 +5,14 @@
 //! formatted here, not in the template, so a template cannot make a price ambiguous; the
 //! template must produce both messages (it is checked when loaded).
 
+use std::path::Path;
+
 use minijinja::{Environment, context};
 use serde::Serialize;
 
 use super::ChatMessage;
+use super::error::LoadError;
+use super::model_dir::ROUTER_PROMPT_FILE;
 use crate::plugin::types::ModelDescriptor;
 
 /// The default template, shipped with the binary.
@@ -90,6 +94,17 @@ impl RouterPrompt {
         let prompt = RouterPrompt { env };
         prompt.messages("Is this a question?", &[])?;
         Ok(prompt)
+    }
+
+    /// The template a model directory carries ([`ROUTER_PROMPT_FILE`]: the one the router was
+    /// trained on), checked; `None` when it carries none.
+    pub fn trained_on(dir: &Path) -> Result<Option<RouterPrompt>, LoadError> {
+        let path = dir.join(ROUTER_PROMPT_FILE);
+        if !path.is_file() {
+            return Ok(None);
+        }
+        let source = std::fs::read_to_string(&path).map_err(|e| LoadError::file(&path, e.to_string()))?;
+        RouterPrompt::from_template(source).map(Some).map_err(|e| LoadError::file(&path, e.to_string()))
     }
 
     /// The system and user messages for `question` over `pool`.

@@ -26,7 +26,7 @@ use sha2::{Digest, Sha256};
 use super::chat_template::ChatTemplate;
 use super::error::LoadError;
 use super::model::{Model, ModelOptions};
-use super::model_dir::{ROUTER_PROMPT_FILE, TOKENIZER_CONFIG_FILE};
+use super::model_dir::TOKENIZER_CONFIG_FILE;
 use super::prompt::RouterPrompt;
 use super::sampler::Sampling;
 use super::sequence::{GenerateOptions, TurnConstraint};
@@ -91,16 +91,10 @@ impl OnnxPolicy {
     /// Load the model in `dir` as the policy `name`.
     pub fn load(name: &str, dir: &Path, options: &RouterOptions) -> Result<OnnxPolicy, LoadError> {
         // The policy's own template, else the one the model was trained on, else the shipped one.
-        let trained_on = dir.join(ROUTER_PROMPT_FILE);
         let prompt = match &options.prompt_template {
             Some(source) => RouterPrompt::from_template(source.clone())
                 .map_err(|e| LoadError::file(dir, format!("policy `{name}`: {e}")))?,
-            None if trained_on.exists() => {
-                let source =
-                    std::fs::read_to_string(&trained_on).map_err(|e| LoadError::file(&trained_on, e.to_string()))?;
-                RouterPrompt::from_template(source).map_err(|e| LoadError::file(&trained_on, e.to_string()))?
-            }
-            None => RouterPrompt::new(),
+            None => RouterPrompt::trained_on(dir)?.unwrap_or_default(),
         };
         let mut model_options = options.model.clone();
         model_options.label = name.to_string();
