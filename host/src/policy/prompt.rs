@@ -37,6 +37,8 @@ pub enum PromptError {
 
 pub struct RouterPrompt {
     env: Environment<'static>,
+    /// Whether the template reads `domains`: the per-domain view is built for those only.
+    uses_domains: bool,
 }
 
 #[derive(Serialize)]
@@ -91,7 +93,8 @@ impl RouterPrompt {
     pub fn from_template(source: String) -> Result<RouterPrompt, PromptError> {
         let mut env = Environment::new();
         env.add_template_owned("router", source)?;
-        let prompt = RouterPrompt { env };
+        let uses_domains = env.get_template("router")?.undeclared_variables(false).contains("domains");
+        let prompt = RouterPrompt { env, uses_domains };
         prompt.messages("Is this a question?", &[])?;
         Ok(prompt)
     }
@@ -126,7 +129,7 @@ impl RouterPrompt {
                     .collect(),
             })
             .collect();
-        let domains = by_domain(pool);
+        let domains = if self.uses_domains { by_domain(pool) } else { Vec::new() };
         let text = self.env.get_template("router")?.render(context! { question, models, domains })?;
         let (system, user) = text.split_once(USER_MARKER).ok_or(PromptError::NoUserMarker)?;
         Ok(vec![ChatMessage::new("system", system.trim_end()), ChatMessage::new("user", user.trim_end())])
@@ -199,6 +202,8 @@ mod tests {
         let mut small = model("small-8b");
         small.example_scores = vec![ExampleScore { benchmark: "sports-em".into(), score: 0.5 }];
         let prompt = RouterPrompt::from_template(BY_DOMAIN_TEMPLATE.into()).unwrap();
+        // Only a template that reads the per-domain view has it built.
+        assert!(prompt.uses_domains && !RouterPrompt::new().uses_domains);
         let m = prompt.messages("Who won?", &[small, big]).unwrap();
         let system = &m[0].content;
         assert!(system.contains("\n- small-8b $.18 8B; multi-hop\n- big-70b $.88 70B\n"), "{system}");
