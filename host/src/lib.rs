@@ -16,6 +16,8 @@ pub mod cli;
 pub mod config;
 pub mod engine;
 pub mod eval;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod learned;
 pub mod plugin;
 pub mod policy;

@@ -186,7 +186,7 @@ fn serve_reloads_on_sighup_and_stops_gracefully_on_sigterm() {
     let model = |name: &str| {
         format!(
             "[[models]]\nname = \"{name}\"\nadapter = \"openai-chat\"\nendpoint = \"http://127.0.0.1:9/v1\"\n\
-             descriptor = {{ price_in_per_mtok = 1.0, price_out_per_mtok = 1.0, latency_ms = 1, context_tokens = 1 }}\n"
+             descriptor = {{ price_in_per_mtok = 1.0, price_out_per_mtok = 1.0, latency_ms = 1, context_tokens = 8192 }}\n"
         )
     };
     let header = format!("[plugins]\ndir = \"{}\"\n", repo().join("plugins/dist").display());

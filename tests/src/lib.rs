@@ -50,9 +50,15 @@ pub const TEST_REWARD_DEADLINE: Duration = Duration::from_millis(100);
 /// A runtime with test limits, no disk cache unless `cache_dir` is given.
 pub fn runtime_with(pooling: bool, cache_dir: Option<PathBuf>) -> Arc<Runtime> {
     let mut config = RuntimeConfig { tick: TEST_TICK, cache_dir, pooling, ..RuntimeConfig::default() };
-    config
-        .limits
-        .insert(Kind::Reward, Limits { deadline: TEST_REWARD_DEADLINE, memory_bytes: 32 << 20, output_bytes: 1 << 20 });
+    config.limits.insert(
+        Kind::Reward,
+        Limits {
+            deadline: TEST_REWARD_DEADLINE,
+            memory_bytes: 32 << 20,
+            output_bytes: 1 << 20,
+            ..Limits::default_for(Kind::Reward)
+        },
+    );
     Runtime::new(config).expect("runtime starts")
 }
 

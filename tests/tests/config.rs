@@ -42,14 +42,14 @@ strategy = "cheapest"
 name = "a"
 adapter = "openai-chat"
 endpoint = "http://127.0.0.1:9/v1"
-descriptor = {{ price_in_per_mtok = 1.0, price_out_per_mtok = 1.0, latency_ms = 1, context_tokens = 1 }}
+descriptor = {{ price_in_per_mtok = 1.0, price_out_per_mtok = 1.0, latency_ms = 1, context_tokens = 8192 }}
 
 [[models]]
 name = "b"
 aliases = ["bee"]
 adapter = "openai-chat"
 endpoint = "http://127.0.0.1:9/v1"
-descriptor = {{ price_in_per_mtok = 1.0, price_out_per_mtok = 1.0, latency_ms = 1, context_tokens = 1 }}
+descriptor = {{ price_in_per_mtok = 1.0, price_out_per_mtok = 1.0, latency_ms = 1, context_tokens = 8192 }}
 "#,
         repo_root().join("plugins/dist").display()
     )

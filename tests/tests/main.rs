@@ -4,6 +4,8 @@ mod compile_cache;
 mod config;
 mod engine;
 mod eval;
+mod faults;
+mod hostile;
 mod learned;
 mod onnx_policy;
 mod openai_client;

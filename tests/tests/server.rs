@@ -137,7 +137,7 @@ fn with_model(config: &str, name: &str, remote: &str, extra: &str) -> String {
     let url = config.lines().find(|l| l.starts_with("endpoint")).unwrap().to_string();
     format!(
         "{config}\n[[models]]\nname = \"{name}\"\nadapter = \"openai-chat\"\n{url}\nremote_model = \"{remote}\"\n{extra}\n\
-         descriptor = {{ price_in_per_mtok = 0.1, price_out_per_mtok = 0.1, latency_ms = 1, context_tokens = 1 }}\n"
+         descriptor = {{ price_in_per_mtok = 0.1, price_out_per_mtok = 0.1, latency_ms = 1, context_tokens = 8192 }}\n"
     )
 }
 
@@ -214,7 +214,7 @@ async fn a_failed_routed_call_is_shown_to_the_router_not_fatal() {
     let backend = backend::start().await;
     // `broken` is the largest model, so `largest` routes to it.
     let config = with_model(&pool_config(&backend.url()), "broken", "error-500", "retries = 0")
-        .replace("latency_ms = 1, context_tokens = 1 }", "latency_ms = 1, context_tokens = 1, size_b = 400.0 }");
+        .replace("latency_ms = 1, context_tokens = 8192 }", "latency_ms = 1, context_tokens = 8192, size_b = 400.0 }");
     let server = TestServer::start(&config).await;
     let (status, body) =
         json_of(server.post("/v1/route", json!({ "question": "hi?", "policy": "switchyard/largest" })).await).await;
@@ -496,7 +496,7 @@ async fn a_client_that_disconnects_cancels_its_episode() {
     // The cheapest model is slow and then refuses, so the cascade would go
     // on to `tiny` (remote `knows-nothing`) — unless the episode was cancelled.
     let config = with_model(&pool_config(&backend.url()), "sluggish", "slow-refuse-600", "")
-        .replace("latency_ms = 1, context_tokens = 1 }", "latency_ms = 1, context_tokens = 1, size_b = 0.5 }")
+        .replace("latency_ms = 1, context_tokens = 8192 }", "latency_ms = 1, context_tokens = 8192, size_b = 0.5 }")
         .replace(
             "price_in_per_mtok = 0.1, price_out_per_mtok = 0.1, latency_ms = 1",
             "price_in_per_mtok = 0.001, price_out_per_mtok = 0.001, latency_ms = 1",

@@ -11,10 +11,11 @@ use std::time::{Duration, Instant};
 use futures_util::{Stream, StreamExt};
 use tokio::sync::OwnedSemaphorePermit;
 
+use super::outbound;
 use super::pool::{Backend, Pool, estimate_tokens};
 use super::sse::SseParser;
 use crate::plugin::types::{
-    AuthScheme, ChatRequest, Completion, HttpRequest, HttpResponse, StreamDelta, StreamEvent, Usage,
+    AuthScheme, ChatRequest, Completion, ErrorKind, HttpRequest, HttpResponse, StreamDelta, StreamEvent, Usage,
 };
 use crate::plugin::{self, Warm};
 
@@ -37,13 +38,20 @@ pub enum BackendError {
     TooLarge { model: String, limit: usize },
     #[error("model `{model}`: the stream ended before it finished")]
     StreamCut { model: String },
+    /// A success status whose body the adapter could not read (cut short,
+    /// not JSON): a faulty reply, worth another attempt like a 5xx.
+    #[error("model `{model}`: malformed reply: {message}")]
+    BadReply { model: String, message: String },
 }
 
 impl BackendError {
     /// Worth another attempt (or the fallback model).
     pub fn retryable(&self) -> bool {
         match self {
-            BackendError::Timeout { .. } | BackendError::Transport { .. } | BackendError::StreamCut { .. } => true,
+            BackendError::Timeout { .. }
+            | BackendError::Transport { .. }
+            | BackendError::StreamCut { .. }
+            | BackendError::BadReply { .. } => true,
             BackendError::Http { status, .. } => *status == 429 || *status >= 500,
             _ => false,
         }
@@ -111,6 +119,54 @@ fn adapter_error(model: &str, e: plugin::Error) -> BackendError {
     BackendError::Adapter { model: model.to_string(), message: e.to_string() }
 }
 
+/// An adapter's failure to read part of a reply: an `upstream` refusal means
+/// the reply itself was garbled (retryable); anything else is the adapter's.
+fn reply_error(model: &str, e: plugin::Error) -> BackendError {
+    match e {
+        plugin::Error::Rejected { error, .. } if error.kind == ErrorKind::Upstream => {
+            BackendError::BadReply { model: model.to_string(), message: error.message }
+        }
+        e => adapter_error(model, e),
+    }
+}
+
+/// Run guest code on the blocking pool: a component that spins up to its
+/// deadline must not hold one of the async workers that serve `/healthz`
+/// and every other request.
+async fn off_worker<T: Send + 'static>(
+    model: &str,
+    f: impl FnOnce() -> Result<T, plugin::Error> + Send + 'static,
+) -> Result<T, BackendError> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(result) => result.map_err(|e| adapter_error(model, e)),
+        Err(e) => {
+            Err(BackendError::Adapter { model: model.to_string(), message: format!("the adapter task failed: {e}") })
+        }
+    }
+}
+
+/// Usage an adapter reports must fit the call: no more output than the
+/// request allowed, no more input or total than the model's context holds.
+/// A misreport (or a hostile adapter) would otherwise be billed as is.
+fn check_usage(backend: &Backend, request: &ChatRequest, usage: Usage) -> Result<Usage, BackendError> {
+    let context = u64::from(backend.descriptor.context_tokens);
+    let (input, output) = (u64::from(usage.input_tokens), u64::from(usage.output_tokens));
+    let limit_output = request.max_tokens.map(u64::from);
+    let problem = if limit_output.is_some_and(|max| output > max) {
+        Some(format!("{output} output tokens, over the request's max_tokens of {}", limit_output.unwrap_or(0)))
+    } else if context > 0 && input + output > context {
+        Some(format!("{input} input + {output} output tokens, over the model's context of {context}"))
+    } else {
+        None
+    };
+    match problem {
+        None => Ok(usage),
+        Some(problem) => Err(BackendError::Adapter {
+            model: backend.name().to_string(),
+            message: format!("reported usage is impossible for this call: {problem}"),
+        }),
+    }
+}
 impl Pool {
     /// The backends to try for `name`: it, then its fallback chain (no repeats).
     fn chain(&self, name: &str) -> Result<Vec<Arc<Backend>>, BackendError> {
@@ -126,42 +182,26 @@ impl Pool {
         Ok(chain)
     }
 
-    /// Turn the adapter's request into a reqwest request with credentials.
+    /// Turn the adapter's request into a reqwest request with credentials,
+    /// after the checks of `outbound`: the host is about to attach this
+    /// model's key, so the request may only go where the configuration says.
     fn prepare(
         &self,
         backend: &Backend,
         http: HttpRequest,
         streaming: bool,
     ) -> Result<reqwest::RequestBuilder, BackendError> {
-        let model = backend.name();
-        let endpoint = backend.config.endpoint.trim_end_matches('/');
-        // The adapter may only address the configured endpoint: the host is
-        // about to attach this model's credentials.
-        if !(http.url == endpoint || http.url.starts_with(&format!("{endpoint}/"))) {
-            return Err(BackendError::Adapter {
-                model: model.to_string(),
-                message: format!("request URL `{}` is outside the configured endpoint `{endpoint}`", http.url),
-            });
-        }
-        let method = reqwest::Method::from_bytes(http.method.as_bytes()).map_err(|_| BackendError::Adapter {
-            model: model.to_string(),
-            message: format!("bad method `{}`", http.method),
-        })?;
-        let mut request = self.client.request(method, &http.url).body(http.body);
-
+        let refuse = |message: String| BackendError::Adapter { model: backend.name().to_string(), message };
+        let url = outbound::check_url(&backend.endpoint, &http.url).map_err(refuse)?;
+        let method = outbound::check_method(&http.method).map_err(refuse)?;
         let credential_header = match &backend.auth {
-            AuthScheme::Header(name) => name.as_str(),
-            _ => "authorization",
+            AuthScheme::Header(name) => Some(name.as_str()),
+            _ => None,
         };
-        for (k, v) in &http.headers {
-            // Credentials are the host's business, and the adapter may not
-            // steer the connection (virtual host, framing).
-            let reserved =
-                ["authorization", "x-api-key", "host", "content-length", "transfer-encoding", credential_header];
-            if reserved.iter().any(|r| k.eq_ignore_ascii_case(r)) {
-                continue;
-            }
-            request = request.header(k, v);
+        let headers = outbound::forwarded_headers(&http.headers, credential_header).map_err(refuse)?;
+        let mut request = self.client.request(method, url).body(http.body);
+        for (name, value) in headers {
+            request = request.header(name, value);
         }
         if let Some(key) = &backend.api_key {
             request = match &backend.auth {
@@ -247,16 +287,30 @@ impl Pool {
         Ok(body)
     }
 
+    /// The adapter's HTTP request for `request` (built off the async workers).
+    async fn build_request(&self, backend: &Backend, request: &ChatRequest) -> Result<HttpRequest, BackendError> {
+        let (adapter, request, base) = (backend.adapter.clone(), request.clone(), backend.config.endpoint.clone());
+        off_worker(backend.name(), move || adapter.build_request(&request, &base)).await
+    }
+
+    /// A reply as the adapter reads it (off the async workers). Plugin
+    /// errors are returned as they are: their kind decides retry or not.
+    async fn parse_response(
+        &self,
+        backend: &Backend,
+        response: HttpResponse,
+    ) -> Result<Result<Completion, plugin::Error>, BackendError> {
+        let adapter = backend.adapter.clone();
+        off_worker(backend.name(), move || Ok(adapter.parse_response(&response))).await
+    }
+
     async fn attempt(
         &self,
         backend: &Backend,
         request: &ChatRequest,
     ) -> Result<(Completion, Duration), (BackendError, Option<Duration>)> {
         let model = backend.name();
-        let http = backend
-            .adapter
-            .build_request(request, &backend.config.endpoint)
-            .map_err(|e| (adapter_error(model, e), None))?;
+        let http = self.build_request(backend, request).await.map_err(|e| (e, None))?;
         let started = Instant::now();
         let response = self
             .send(backend, self.prepare(backend, http, false).map_err(|e| (e, None))?)
@@ -266,14 +320,27 @@ impl Pool {
         let retry_after = retry_after(response.headers());
         let headers = header_pairs(response.headers());
         let body = self.read_body(backend, response).await.map_err(|e| (e, None))?;
-        let completion = backend.adapter.parse_response(&HttpResponse { status, headers, body });
+        let completion =
+            self.parse_response(backend, HttpResponse { status, headers, body }).await.map_err(|e| (e, None))?;
+        let key = backend.api_key.as_deref();
+        let success = (200..300).contains(&status);
         match completion {
-            Ok(c) if (200..300).contains(&status) => Ok((c, started.elapsed())),
+            Ok(mut c) if success => {
+                c.text = outbound::redact(&c.text, key);
+                Ok((c, started.elapsed()))
+            }
             Ok(_) => {
                 Err((BackendError::Http { model: model.into(), status, message: "error status".into() }, retry_after))
             }
-            Err(plugin::Error::Rejected { error, .. }) if !(200..300).contains(&status) => {
-                Err((BackendError::Http { model: model.into(), status, message: error.message }, retry_after))
+            Err(plugin::Error::Rejected { error, .. }) if !success => {
+                let message = outbound::redact(&error.message, key);
+                Err((BackendError::Http { model: model.into(), status, message }, retry_after))
+            }
+            // A success status with a body the adapter cannot read: the reply
+            // was cut or garbled on the way, so another attempt may succeed.
+            Err(plugin::Error::Rejected { error, .. }) if error.kind == ErrorKind::Upstream => {
+                let message = outbound::redact(&error.message, key);
+                Err((BackendError::BadReply { model: model.into(), message }, None))
             }
             Err(e) => Err((adapter_error(model, e), None)),
         }
@@ -345,12 +412,15 @@ impl Pool {
             .with_retries(name, request, |backend, request, permit| async move {
                 let (completion, latency) = self.attempt(&backend, &request).await?;
                 drop(permit);
-                let usage = completion.usage.unwrap_or_else(|| Usage {
-                    input_tokens: request.messages.iter().map(|m| estimate_tokens(&m.content)).sum(),
-                    output_tokens: estimate_tokens(&completion.text),
-                });
+                let usage = match completion.usage {
+                    Some(usage) => check_usage(&backend, &request, usage).map_err(|e| (e, None))?,
+                    None => Usage {
+                        input_tokens: request.messages.iter().map(|m| estimate_tokens(&m.content)).sum(),
+                        output_tokens: estimate_tokens(&completion.text),
+                    },
+                };
                 let latency_ms = latency.as_millis().try_into().unwrap_or(u32::MAX);
-                let cost = self.price(&backend, usage, latency_ms).map_err(|e| (e, None))?;
+                let cost = self.price(&backend, usage, latency_ms).await.map_err(|e| (e, None))?;
                 Ok((backend.name().to_string(), completion, usage, cost, latency))
             })
             .await?;
@@ -380,10 +450,7 @@ impl Pool {
         permit: OwnedSemaphorePermit,
     ) -> Result<ItemStream, (BackendError, Option<Duration>)> {
         let model = backend.name().to_string();
-        let http = backend
-            .adapter
-            .build_request(request, &backend.config.endpoint)
-            .map_err(|e| (adapter_error(&model, e), None))?;
+        let http = self.build_request(backend, request).await.map_err(|e| (e, None))?;
         let started = Instant::now();
         let response = self
             .send(backend, self.prepare(backend, http, true).map_err(|e| (e, None))?)
@@ -394,8 +461,12 @@ impl Pool {
         if !(200..300).contains(&status) {
             let headers = header_pairs(response.headers());
             let body = self.read_body(backend, response).await.map_err(|e| (e, None))?;
-            let message = match backend.adapter.parse_response(&HttpResponse { status, headers, body }) {
-                Err(plugin::Error::Rejected { error, .. }) => error.message,
+            let parsed =
+                self.parse_response(backend, HttpResponse { status, headers, body }).await.map_err(|e| (e, None))?;
+            let message = match parsed {
+                Err(plugin::Error::Rejected { error, .. }) => {
+                    outbound::redact(&error.message, backend.api_key.as_deref())
+                }
                 _ => "error status".into(),
             };
             return Err((BackendError::Http { model, status, message }, retry_after));
@@ -403,10 +474,11 @@ impl Pool {
         let mut state = StreamState {
             pool: self.clone(),
             backend: backend.clone(),
-            adapter: backend.adapter.warm(),
+            adapter: Some(backend.adapter.warm()),
+            request: request.clone(),
             bytes: Box::pin(response.bytes_stream()),
             parser: SseParser::new(),
-            pending: std::collections::VecDeque::new(),
+            parsed: std::collections::VecDeque::new(),
             usage: Usage::default(),
             text_chars: 0,
             prompt_tokens: request.messages.iter().map(|m| estimate_tokens(&m.content)).sum(),
@@ -444,10 +516,14 @@ impl Pool {
 struct StreamState {
     pool: Arc<Pool>,
     backend: Arc<Backend>,
-    adapter: Warm<crate::plugin::bindings::v0_1_0::adapter::Adapter>,
+    /// The stream's adapter instance; `None` only while it parses on the
+    /// blocking pool (or after that task failed).
+    adapter: Option<Warm<crate::plugin::bindings::v0_1_0::adapter::Adapter>>,
+    request: ChatRequest,
     bytes: Pin<Box<dyn Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>,
     parser: SseParser,
-    pending: std::collections::VecDeque<(String, String)>,
+    /// Events the adapter has read, in order; an error ends the list.
+    parsed: std::collections::VecDeque<Result<StreamEvent, BackendError>>,
     usage: Usage,
     text_chars: usize,
     prompt_tokens: u32,
@@ -461,11 +537,11 @@ impl StreamState {
     async fn next_item(&mut self) -> Result<StreamItem, BackendError> {
         let model = self.backend.name().to_string();
         loop {
-            while let Some((event, data)) = self.pending.pop_front() {
-                match self.adapter.parse_stream_event(&event, &data).map_err(|e| adapter_error(&model, e))? {
+            while let Some(event) = self.parsed.pop_front() {
+                match event? {
                     StreamEvent::Ignore => {}
-                    StreamEvent::Done => return self.done(),
-                    StreamEvent::Delta(delta) => {
+                    StreamEvent::Done => return self.done().await,
+                    StreamEvent::Delta(mut delta) => {
                         if let Some(u) = delta.usage {
                             // Per-field maximum: see `stream-delta.usage` in the WIT.
                             self.usage.input_tokens = self.usage.input_tokens.max(u.input_tokens);
@@ -473,6 +549,7 @@ impl StreamState {
                         }
                         self.text_chars += delta.text.chars().count();
                         if !delta.text.is_empty() || delta.finish_reason.is_some() {
+                            delta.text = outbound::redact(&delta.text, self.backend.api_key.as_deref());
                             return Ok(StreamItem::Delta(delta));
                         }
                     }
@@ -487,7 +564,9 @@ impl StreamState {
                     if self.parser.buffered() > self.pool.max_body_bytes {
                         return Err(BackendError::TooLarge { model, limit: self.pool.max_body_bytes });
                     }
-                    self.pending.extend(events);
+                    if !events.is_empty() {
+                        self.parse(events).await;
+                    }
                 }
                 Ok(Some(Err(e))) if e.is_timeout() => return Err(BackendError::Timeout { model, after: timeout }),
                 Ok(Some(Err(_)) | None) => return Err(BackendError::StreamCut { model }),
@@ -495,8 +574,41 @@ impl StreamState {
         }
     }
 
-    fn done(&mut self) -> Result<StreamItem, BackendError> {
-        let mut usage = self.usage;
+    /// Have the adapter read `events` on the blocking pool, in one task,
+    /// stopping at its first error.
+    async fn parse(&mut self, events: Vec<(String, String)>) {
+        let model = self.backend.name().to_string();
+        let Some(mut adapter) = self.adapter.take() else {
+            self.parsed
+                .push_back(Err(BackendError::Adapter { model, message: "the adapter instance was lost".into() }));
+            return;
+        };
+        let task = tokio::task::spawn_blocking(move || {
+            let mut parsed = Vec::with_capacity(events.len());
+            for (event, data) in &events {
+                let result = adapter.parse_stream_event(event, data);
+                let failed = result.is_err();
+                parsed.push(result);
+                if failed {
+                    break;
+                }
+            }
+            (adapter, parsed)
+        });
+        match task.await {
+            Ok((adapter, parsed)) => {
+                self.adapter = Some(adapter);
+                self.parsed.extend(parsed.into_iter().map(|r| r.map_err(|e| reply_error(&model, e))));
+            }
+            Err(e) => self
+                .parsed
+                .push_back(Err(BackendError::Adapter { model, message: format!("the adapter task failed: {e}") })),
+        }
+    }
+
+    async fn done(&mut self) -> Result<StreamItem, BackendError> {
+        // What the provider reported must fit the call; estimates always do.
+        let mut usage = check_usage(&self.backend, &self.request, self.usage)?;
         if usage.input_tokens == 0 {
             usage.input_tokens = self.prompt_tokens;
         }
@@ -504,7 +616,7 @@ impl StreamState {
             usage.output_tokens = u32::try_from(self.text_chars.div_ceil(4)).unwrap_or(u32::MAX);
         }
         let latency_ms = self.started.elapsed().as_millis().try_into().unwrap_or(u32::MAX);
-        let cost = self.pool.price(&self.backend, usage, latency_ms)?;
+        let cost = self.pool.price(&self.backend, usage, latency_ms).await?;
         Ok(StreamItem::Done { model: self.backend.name().to_string(), usage, cost })
     }
 }

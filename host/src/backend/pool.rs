@@ -8,6 +8,7 @@ use std::time::Instant;
 use tokio::sync::Semaphore;
 
 use super::call::{BackendError, CallOutcome};
+use super::outbound;
 use crate::config::{Config, ModelConfig};
 use crate::plugin::types::{AuthScheme, ChatMessage, ChatRequest, ModelDescriptor, RoutedCall, Setting, Usage};
 use crate::plugin::{self, Adapter, Cost, Plugin, Runtime};
@@ -23,6 +24,8 @@ pub struct Backend {
     pub descriptor: ModelDescriptor,
     pub(super) adapter: Plugin<Adapter>,
     pub(super) auth: AuthScheme,
+    /// `config.endpoint`, parsed and checked (see `outbound::check_endpoint`).
+    pub(super) endpoint: reqwest::Url,
     pub(super) api_key: Option<String>,
     pub(super) permits: Arc<Semaphore>,
 }
@@ -42,6 +45,8 @@ pub enum PoolError {
         #[source]
         source: plugin::Error,
     },
+    #[error("model `{model}`: {reason}")]
+    Unsafe { model: String, reason: String },
     #[error("cost component: {0}")]
     Cost(#[source] plugin::Error),
     #[error("cannot build the HTTP client: {0}")]
@@ -79,10 +84,18 @@ impl Pool {
                     let wrap = |source| PoolError::Adapter { model: m.name.clone(), source };
                     let adapter = Plugin::<Adapter>::load(runtime, &path).map_err(wrap)?;
                     let auth = adapter.auth().map_err(wrap)?;
+                    if let AuthScheme::Header(name) = &auth {
+                        outbound::check_credential_header(name).map_err(|reason| PoolError::Unsafe {
+                            model: m.name.clone(),
+                            reason: format!("adapter `{}`: {reason}", m.adapter),
+                        })?;
+                    }
                     adapters.insert(m.adapter.clone(), (adapter.clone(), auth.clone()));
                     (adapter, auth)
                 }
             };
+            let endpoint = outbound::check_endpoint(&m.endpoint)
+                .map_err(|reason| PoolError::Unsafe { model: m.name.clone(), reason: format!("endpoint: {reason}") })?;
             let api_key = m.api_key_env.as_ref().and_then(|var| std::env::var(var).ok()).filter(|k| !k.is_empty());
             for name in std::iter::once(&m.name).chain(&m.aliases) {
                 index.insert(name.trim().to_lowercase(), backends.len());
@@ -92,6 +105,7 @@ impl Pool {
                 descriptor: m.descriptor(),
                 adapter,
                 auth,
+                endpoint,
                 api_key,
                 permits: Arc::new(Semaphore::new(m.max_concurrency)),
             }));
@@ -131,19 +145,18 @@ impl Pool {
         self.backends.iter().map(|b| b.descriptor.clone()).collect()
     }
 
-    /// Price a call with the configured cost component.
-    pub fn price(&self, backend: &Backend, usage: Usage, latency_ms: u32) -> Result<f64, BackendError> {
-        let cost = self
-            .cost
-            .cost(&backend.descriptor, usage, latency_ms, &self.cost_settings)
-            .map_err(|e| BackendError::Cost { model: backend.name().to_string(), message: e.to_string() })?;
-        if !(cost.is_finite() && cost >= 0.0) {
-            return Err(BackendError::Cost {
-                model: backend.name().to_string(),
-                message: format!("the cost component returned {cost}; a cost must be finite and non-negative"),
-            });
+    /// Price a call with the configured cost component, on the blocking
+    /// pool (guest code never runs on the server's async workers). The
+    /// sandbox has checked the value: finite, in [0, `MAX_CALL_COST_USD`].
+    pub async fn price(&self, backend: &Backend, usage: Usage, latency_ms: u32) -> Result<f64, BackendError> {
+        let (cost, descriptor, settings) = (self.cost.clone(), backend.descriptor.clone(), self.cost_settings.clone());
+        let model = backend.name().to_string();
+        let priced = tokio::task::spawn_blocking(move || cost.cost(&descriptor, usage, latency_ms, &settings)).await;
+        match priced {
+            Ok(Ok(cost)) => Ok(cost),
+            Ok(Err(e)) => Err(BackendError::Cost { model, message: e.to_string() }),
+            Err(e) => Err(BackendError::Cost { model, message: format!("the pricing task failed: {e}") }),
         }
-        Ok(cost)
     }
 
     /// Ask model `name` the router's sub-query `query`. Never fails: a

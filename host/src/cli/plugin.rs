@@ -264,8 +264,8 @@ fn run_call(
         }
         Kind::LearnedStrategy => {
             let c: LearnedStrategyCall = serde_json::from_value(input).map_err(shape)?;
-            let parameters =
-                std::fs::read(&c.parameters).with_context(|| format!("reading {}", c.parameters.display()))?;
+            let parameters = plugin::loader::read_bounded(&c.parameters, plugin::loader::MAX_PARAMETERS_BYTES)
+                .with_context(|| format!("reading {}", c.parameters.display()))?;
             let p = Plugin::<plugin::LearnedStrategy>::load(runtime, file)?;
             serde_json::to_value(p.decide(&c.state, &parameters, &c.settings)?)?
         }

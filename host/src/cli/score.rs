@@ -91,6 +91,7 @@ impl ScoreArgs {
             }
             None => Box::new(BufWriter::new(std::io::stdout().lock())),
         };
+        let (mut scored, mut failed) = (0usize, 0usize);
         for (n, line) in reader.lines().enumerate() {
             let line = line.with_context(|| format!("{}: reading line {}", self.input, n + 1))?;
             if line.trim().is_empty() {
@@ -114,11 +115,18 @@ impl ScoreArgs {
                     "id": id, "format": r.format, "answer": r.answer, "em": r.exact_match, "f1": r.f1,
                     "reward": r.total, "cost": r.raw_cost, "format_errors": r.format_errors,
                 }),
-                Err(e) => json!({ "id": id, "error": e.to_string() }),
+                Err(e) => {
+                    failed += 1;
+                    json!({ "id": id, "error": e.to_string() })
+                }
             };
+            scored += 1;
             writeln!(out, "{row}")?;
         }
         out.flush()?;
+        // Every line was written (a failed one with its error); a reward
+        // that could not be computed still fails the command.
+        anyhow::ensure!(failed == 0, "{failed} of {scored} lines could not be scored (see their `error` fields)");
         Ok(())
     }
 }

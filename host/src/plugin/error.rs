@@ -16,6 +16,12 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    #[error("plugin file {path} is not a regular file ({what}): a component must be a .wasm file")]
+    NotAFile { path: PathBuf, what: &'static str },
+
+    #[error("plugin file {path} is {size} bytes, over the limit of {limit} bytes for a component")]
+    FileTooLarge { path: PathBuf, size: u64, limit: u64 },
+
     #[error("plugin `{plugin}` is not a valid WebAssembly component: {reason}")]
     Invalid { plugin: String, reason: String },
 
@@ -46,8 +52,11 @@ pub enum Error {
     #[error("plugin `{plugin}` trapped (a panic or an invalid operation): {message}")]
     Trap { plugin: String, message: String },
 
-    #[error("plugin `{plugin}` returned about {size} bytes, over its output limit of {limit} bytes")]
+    #[error("plugin `{plugin}` returned at least {size} bytes, over its output limit of {limit} bytes")]
     OversizeOutput { plugin: String, size: usize, limit: usize },
+
+    #[error("plugin `{plugin}` returned an invalid value: {reason}")]
+    InvalidOutput { plugin: String, reason: String },
 
     #[error("plugin `{plugin}` refused the call ({:?}): {}", .error.kind, .error.message)]
     Rejected { plugin: String, error: PluginError },
@@ -61,6 +70,8 @@ impl Error {
     pub fn label(&self) -> &'static str {
         match self {
             Error::Read { .. } => "read",
+            Error::NotAFile { .. } => "not-a-file",
+            Error::FileTooLarge { .. } => "file-too-large",
             Error::Invalid { .. } => "invalid",
             Error::IncompatibleVersion { .. } => "incompatible-version",
             Error::IncompatibleWorld { .. } => "incompatible-world",
@@ -70,6 +81,7 @@ impl Error {
             Error::StackOverflow { .. } => "stack-overflow",
             Error::Trap { .. } => "trap",
             Error::OversizeOutput { .. } => "oversize-output",
+            Error::InvalidOutput { .. } => "invalid-output",
             Error::Rejected { .. } => "rejected",
             Error::Runtime(_) => "runtime",
         }

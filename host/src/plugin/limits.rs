@@ -61,31 +61,38 @@ pub struct Limits {
     pub deadline: Duration,
     /// Maximum linear memory per instance, in bytes.
     pub memory_bytes: usize,
-    /// Maximum size of a returned value, in bytes (see `OutputSize`).
+    /// Maximum size of a returned value, in bytes (see `GuestOutput`).
     pub output_bytes: usize,
+    /// Maximum length of a plugin error's message, in bytes; longer messages
+    /// are cut at a character boundary and marked as truncated.
+    pub error_bytes: usize,
 }
 
 impl Limits {
     /// Defaults per kind: rewards may score a batch; costs are arithmetic;
     /// adapters parse provider bodies (up to a few MiB); strategies decide;
     /// learned strategies also decode their parameter file (a few MiB) per call.
+    /// Error messages are for people: adapters may quote an upstream error
+    /// body (16 KiB), the others explain themselves in 4 KiB.
     pub fn default_for(kind: Kind) -> Limits {
         const MIB: usize = 1 << 20;
-        match kind {
-            Kind::Reward => {
-                Limits { deadline: Duration::from_millis(500), memory_bytes: 64 * MIB, output_bytes: 4 * MIB }
-            }
-            Kind::Cost => Limits { deadline: Duration::from_millis(20), memory_bytes: 16 * MIB, output_bytes: 64 },
-            Kind::Adapter => {
-                Limits { deadline: Duration::from_millis(200), memory_bytes: 64 * MIB, output_bytes: 8 * MIB }
-            }
-            Kind::Strategy => {
-                Limits { deadline: Duration::from_millis(100), memory_bytes: 32 * MIB, output_bytes: 64 * 1024 }
-            }
-            Kind::LearnedStrategy => {
-                Limits { deadline: Duration::from_millis(250), memory_bytes: 128 * MIB, output_bytes: 64 * 1024 }
-            }
-        }
+        const KIB: usize = 1 << 10;
+        let (deadline_ms, memory_bytes, output_bytes, error_bytes) = match kind {
+            Kind::Reward => (500, 64 * MIB, 4 * MIB, 4 * KIB),
+            Kind::Cost => (20, 16 * MIB, 64, 4 * KIB),
+            Kind::Adapter => (200, 64 * MIB, 8 * MIB, 16 * KIB),
+            Kind::Strategy => (100, 32 * MIB, 64 * KIB, 4 * KIB),
+            Kind::LearnedStrategy => (250, 128 * MIB, 64 * KIB, 4 * KIB),
+        };
+        Limits { deadline: Duration::from_millis(deadline_ms), memory_bytes, output_bytes, error_bytes }
+    }
+
+    /// Bytes wasmtime may copy out of the guest for one call's result
+    /// (hostcall fuel): the larger of the two caps, plus room for the
+    /// result's fixed-size parts. Lifting stops at this, before the host
+    /// allocates, so an oversize value is refused without being copied.
+    pub fn copy_budget(&self) -> usize {
+        self.output_bytes.max(self.error_bytes).saturating_add(64 * 1024)
     }
 }
 

@@ -57,8 +57,62 @@ pub fn plugin_name(path: &Path) -> String {
     path.file_stem().map_or_else(|| path.display().to_string(), |s| s.to_string_lossy().into_owned())
 }
 
+/// The largest component file the host reads. Our components are a few
+/// hundred KiB; a large language runtime compiled to a component is tens of
+/// MiB. Anything bigger is refused before it is read.
+pub const MAX_COMPONENT_BYTES: u64 = 64 << 20;
+
+/// The largest parameter file of a learned strategy (it is passed to the
+/// guest with every call, inside the kind's 128 MiB memory).
+pub const MAX_PARAMETERS_BYTES: u64 = 32 << 20;
+
+/// Read a component file: a regular file (a device, FIFO or directory is
+/// refused before reading) of at most `MAX_COMPONENT_BYTES`.
 pub fn read(path: &Path) -> Result<Vec<u8>, Error> {
-    std::fs::read(path).map_err(|source| Error::Read { path: path.to_path_buf(), source })
+    read_bounded(path, MAX_COMPONENT_BYTES)
+}
+
+/// Read a regular file of at most `limit` bytes. The checks are made on the
+/// opened handle, and the read itself stops at `limit + 1` bytes, so a file
+/// swapped or grown after the check is still bounded.
+pub fn read_bounded(path: &Path, limit: u64) -> Result<Vec<u8>, Error> {
+    use std::io::Read;
+    let io = |source| Error::Read { path: path.to_path_buf(), source };
+    // Opening a FIFO for reading would block until a writer appears:
+    // look at the path's type first, then check the handle again.
+    let kind = std::fs::metadata(path).map_err(io)?.file_type();
+    if !kind.is_file() {
+        return Err(Error::NotAFile { path: path.to_path_buf(), what: file_kind(&kind) });
+    }
+    let file = std::fs::File::open(path).map_err(io)?;
+    let meta = file.metadata().map_err(io)?;
+    if !meta.is_file() {
+        return Err(Error::NotAFile { path: path.to_path_buf(), what: file_kind(&meta.file_type()) });
+    }
+    if meta.len() > limit {
+        return Err(Error::FileTooLarge { path: path.to_path_buf(), size: meta.len(), limit });
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(limit + 1).read_to_end(&mut bytes).map_err(io)?;
+    if bytes.len() as u64 > limit {
+        return Err(Error::FileTooLarge { path: path.to_path_buf(), size: bytes.len() as u64, limit });
+    }
+    Ok(bytes)
+}
+
+fn file_kind(kind: &std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if kind.is_dir() {
+        "a directory"
+    } else if kind.is_char_device() || kind.is_block_device() {
+        "a device"
+    } else if kind.is_fifo() {
+        "a FIFO"
+    } else if kind.is_socket() {
+        "a socket"
+    } else {
+        "not a regular file"
+    }
 }
 
 /// Compile `bytes` and read its interface, for loading as `kind`.

@@ -313,56 +313,111 @@ mod body_text {
     }
 }
 
-/// An upper bound on the bytes a value returned by a plugin occupies, for the
-/// per-kind output cap. Counts strings and lists; scalars count their size.
-pub trait OutputSize {
+/// What the host checks of every value a plugin returns, before anyone uses
+/// it: its size against the kind's output cap, and its contents against the
+/// WIT's documented ranges.
+///
+/// Invariant: `output_size` counts every list element at least
+/// [`ELEMENT_BYTES`] (its canonical-ABI slot), so a list of millions of empty
+/// strings is as large as it is, not "a few bytes". The copy itself is bounded
+/// earlier, by wasmtime's hostcall fuel (see `sandbox::new_store`); this count
+/// is the cap a plugin author reads.
+pub trait GuestOutput {
     fn output_size(&self) -> usize;
+    /// `Err(reason)` when a field is outside its documented range.
+    fn validate(&self) -> Result<(), String> {
+        Ok(())
+    }
 }
 
-impl OutputSize for String {
+/// The least a list element counts towards the output cap, in bytes: a
+/// string's (pointer, length) slot in the canonical ABI.
+pub const ELEMENT_BYTES: usize = 8;
+
+/// The most one call may cost, in US dollars. A cost component that prices a
+/// single call above this is broken (a runaway unit or usage), and refusing
+/// it keeps any sum of per-call costs finite.
+pub const MAX_CALL_COST_USD: f64 = 1.0e6;
+
+impl GuestOutput for String {
     fn output_size(&self) -> usize {
         self.len()
     }
 }
 
-impl OutputSize for f64 {
+impl GuestOutput for f64 {
     fn output_size(&self) -> usize {
         8
     }
-}
-
-impl<T: OutputSize> OutputSize for Option<T> {
-    fn output_size(&self) -> usize {
-        self.as_ref().map_or(1, OutputSize::output_size)
+    /// A cost in US dollars (the only f64 a world returns alone).
+    fn validate(&self) -> Result<(), String> {
+        if self.is_finite() && (0.0..=MAX_CALL_COST_USD).contains(self) {
+            Ok(())
+        } else {
+            Err(format!("a cost must be finite and in [0, {MAX_CALL_COST_USD}] US dollars, got {self}"))
+        }
     }
 }
 
-impl<T: OutputSize> OutputSize for Vec<T> {
+impl<T: GuestOutput> GuestOutput for Option<T> {
     fn output_size(&self) -> usize {
-        self.iter().map(OutputSize::output_size).sum::<usize>() + 8
+        self.as_ref().map_or(1, GuestOutput::output_size)
+    }
+    fn validate(&self) -> Result<(), String> {
+        self.as_ref().map_or(Ok(()), GuestOutput::validate)
     }
 }
 
-impl OutputSize for RewardBreakdown {
+impl<T: GuestOutput> GuestOutput for Vec<T> {
+    fn output_size(&self) -> usize {
+        self.iter().map(|x| ELEMENT_BYTES + x.output_size()).sum::<usize>() + 8
+    }
+    fn validate(&self) -> Result<(), String> {
+        self.iter().enumerate().try_for_each(|(i, x)| x.validate().map_err(|e| format!("item {i}: {e}")))
+    }
+}
+
+impl GuestOutput for RewardBreakdown {
     fn output_size(&self) -> usize {
         64 + self.format_errors.output_size() + self.answer.output_size()
     }
+    /// The ranges of `reward-breakdown` in wit/types.wit. A NaN or an
+    /// out-of-range field is an error here, so no consumer (server, `score`,
+    /// eval, training advantages) ever sees one.
+    fn validate(&self) -> Result<(), String> {
+        let unit = |x: f64| (0.0..=1.0).contains(&x);
+        let checks: [(&str, f64, bool, &str); 8] = [
+            ("format", self.format, (-1.0..=0.0).contains(&self.format), "in [-1, 0]"),
+            ("exact-match", self.exact_match, self.exact_match == 0.0 || self.exact_match == 1.0, "0 or 1"),
+            ("f1", self.f1, unit(self.f1), "in [0, 1]"),
+            ("outcome", self.outcome, unit(self.outcome), "in [0, 1]"),
+            ("raw-cost", self.raw_cost, self.raw_cost.is_finite() && self.raw_cost >= 0.0, "finite and >= 0"),
+            ("cost-score", self.cost_score, unit(self.cost_score), "in [0, 1]"),
+            ("total", self.total, self.total.is_finite(), "finite"),
+            ("format-errors", 0.0, self.format != 0.0 || self.format_errors.is_empty(), "empty when format is 0"),
+        ];
+        match checks.iter().find(|(_, _, ok, _)| !ok) {
+            None => Ok(()),
+            Some(("format-errors", ..)) => Err("`format-errors` must be empty when `format` is 0".into()),
+            Some((field, value, _, range)) => Err(format!("`{field}` must be {range}, got {value}")),
+        }
+    }
 }
 
-impl OutputSize for HttpRequest {
+impl GuestOutput for HttpRequest {
     fn output_size(&self) -> usize {
-        let headers: usize = self.headers.iter().map(|(k, v)| k.len() + v.len()).sum();
+        let headers: usize = self.headers.iter().map(|(k, v)| 2 * ELEMENT_BYTES + k.len() + v.len()).sum();
         self.method.len() + self.url.len() + headers + self.body.len()
     }
 }
 
-impl OutputSize for Completion {
+impl GuestOutput for Completion {
     fn output_size(&self) -> usize {
         16 + self.text.len() + self.finish_reason.output_size() + self.model.output_size()
     }
 }
 
-impl OutputSize for StreamEvent {
+impl GuestOutput for StreamEvent {
     fn output_size(&self) -> usize {
         match self {
             StreamEvent::Delta(d) => 16 + d.text.len() + d.finish_reason.output_size(),
@@ -371,7 +426,7 @@ impl OutputSize for StreamEvent {
     }
 }
 
-impl OutputSize for AuthScheme {
+impl GuestOutput for AuthScheme {
     fn output_size(&self) -> usize {
         match self {
             AuthScheme::Header(h) => h.len(),
@@ -380,7 +435,7 @@ impl OutputSize for AuthScheme {
     }
 }
 
-impl OutputSize for Action {
+impl GuestOutput for Action {
     fn output_size(&self) -> usize {
         match self {
             Action::Route(r) => r.model.len() + r.query.len(),

@@ -89,7 +89,7 @@ impl<W: World> Plugin<W> {
     }
 
     /// One call in a fresh store.
-    fn call<R: OutputSize>(
+    fn call<R: GuestOutput>(
         &self,
         f: impl FnOnce(&W::Instance, &mut Store<StoreState>) -> wasmtime::Result<Result<R, PluginError>>,
     ) -> Result<R, Error> {

@@ -84,8 +84,8 @@ pub fn strategy_policy(
         None => Decider::Plain(Plugin::<Strategy>::load(runtime, &component)?),
         Some(file) => {
             let file = config.relative_path(file);
-            let parameters =
-                std::fs::read(&file).with_context(|| format!("reading the parameters {}", file.display()))?;
+            let parameters = crate::plugin::loader::read_bounded(&file, crate::plugin::loader::MAX_PARAMETERS_BYTES)
+                .with_context(|| format!("reading the parameters {}", file.display()))?;
             let plugin = Plugin::<LearnedStrategy>::load(runtime, &component)?;
             let decider = Decider::Learned { plugin, parameters: parameters.into() };
             decider.probe(&pool.descriptors(), &settings).with_context(|| format!("parameters {}", file.display()))?;

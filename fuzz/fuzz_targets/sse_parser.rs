@@ -1,0 +1,4 @@
+//! See `switchyard::fuzzing::sse_parser` for what this target checks.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| switchyard::fuzzing::sse_parser(data));
