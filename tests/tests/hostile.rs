@@ -181,12 +181,50 @@ async fn upstream_replies_that_echo_the_key_are_redacted() {
     assert!(!text.contains(KEY), "{text}");
 }
 
-/// Seconds, sorted, of `n` sequential GETs of `/healthz`.
-async fn healthz_latencies(server: &TestServer, n: usize) -> Vec<Duration> {
+/// A server on a runtime of its own with two workers (as `switchyard serve`
+/// runs on a 2-core machine), so the test's clients and timers never share
+/// its workers: a stalled worker shows up as latency, not as a paused clock.
+struct OwnRuntimeServer {
+    addr: SocketAddr,
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl OwnRuntimeServer {
+    fn start(config: String) -> OwnRuntimeServer {
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+            let server = runtime.block_on(TestServer::start(&config));
+            addr_tx.send(server.addr).unwrap();
+            let _ = stopped.recv();
+            drop(server);
+            runtime.shutdown_timeout(Duration::from_secs(5));
+        });
+        OwnRuntimeServer { addr: addr_rx.recv().unwrap(), stop: Some(stop), thread: Some(thread) }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+}
+
+impl Drop for OwnRuntimeServer {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Sorted latencies of `n` sequential GETs of `/healthz`, 20 ms apart.
+async fn healthz_latencies(client: &reqwest::Client, url: &str, n: usize) -> Vec<Duration> {
     let mut latencies = Vec::with_capacity(n);
     for _ in 0..n {
         let started = Instant::now();
-        let response = server.client.get(server.url("/healthz")).send().await.unwrap();
+        let response = client.get(url).send().await.unwrap();
         assert!(response.status().is_success());
         latencies.push(started.elapsed());
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -196,45 +234,66 @@ async fn healthz_latencies(server: &TestServer, n: usize) -> Vec<Duration> {
 }
 
 /// The bound stated in README's security section: with 32 requests whose
-/// adapter spins to its deadline, `/healthz` answers within 250 ms (median)
-/// and another model's requests within 3 s each, on a 2-core machine.
-const HEALTHZ_P50_BOUND: Duration = Duration::from_millis(250);
-const OTHER_MODEL_BOUND: Duration = Duration::from_secs(3);
+/// adapter spins to its deadline, `/healthz` answers within 100 ms (median)
+/// and 1 s (worst), and another model's requests within 2 s each, on a
+/// 2-core machine. (Before guest calls moved off the async workers, the
+/// median was seconds.)
+const HEALTHZ_P50_BOUND: Duration = Duration::from_millis(100);
+const HEALTHZ_MAX_BOUND: Duration = Duration::from_secs(1);
+const OTHER_MODEL_BOUND: Duration = Duration::from_secs(2);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_spinning_adapter_under_load_leaves_healthz_and_other_models_responsive() {
-    let (addr, _seen) = logging_backend().await;
-    let server = Arc::new(TestServer::start(&hostile_config(&format!("http://{addr}/v1"), "token-price", "")).await);
-    let spinning: Vec<_> = (0..32)
+/// Keep `clients` requests for `model` in flight (each client sends
+/// `rounds` in a row) while measuring `/healthz` and, if given, another
+/// model's requests; returns (healthz latencies, other model's latencies).
+async fn under_spinning_load(
+    server: &OwnRuntimeServer,
+    model: &str,
+    clients: usize,
+    rounds: usize,
+    other: Option<&str>,
+) -> (Vec<Duration>, Vec<Duration>) {
+    let client = reqwest::Client::new();
+    let url = server.url("/v1/chat/completions");
+    let (body, spin_content) = (model.to_string(), if model == "hostile" { "mode:spin" } else { "hello" });
+    let spinning: Vec<_> = (0..clients)
         .map(|_| {
-            let server = server.clone();
+            let (client, url, body) = (client.clone(), url.clone(), ask(&body, spin_content));
             tokio::spawn(async move {
-                // Keep the adapter spinning for the whole measurement.
                 let mut statuses = Vec::new();
-                for _ in 0..4 {
-                    statuses.push(server.post("/v1/chat/completions", ask("hostile", "mode:spin")).await.status());
+                for _ in 0..rounds {
+                    statuses.push(client.post(&url).json(&body).send().await.unwrap().status());
                 }
                 statuses
             })
         })
         .collect();
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let healthz = healthz_latencies(&server, 15).await;
-    let mut other = Vec::new();
-    for _ in 0..5 {
-        let started = Instant::now();
-        let response = server.post("/v1/chat/completions", ask("plain", "hello")).await;
-        assert_eq!(response.status(), StatusCode::OK);
-        other.push(started.elapsed());
-    }
-    let p50 = healthz[healthz.len() / 2];
-    for task in spinning {
-        for status in task.await.unwrap() {
-            assert_eq!(status, StatusCode::BAD_GATEWAY, "a spinning adapter is an adapter error (deadline)");
+    let healthz = healthz_latencies(&client, &server.url("/healthz"), 15).await;
+    let mut others = Vec::new();
+    if let Some(other) = other {
+        for _ in 0..5 {
+            let started = Instant::now();
+            let response = client.post(&url).json(&ask(other, "hello")).send().await.unwrap();
+            assert_eq!(response.status(), StatusCode::OK);
+            others.push(started.elapsed());
         }
     }
-    println!("healthz p50 {p50:?} max {:?}; other model max {:?}", healthz.last().unwrap(), other.iter().max());
-    assert!(p50 <= HEALTHZ_P50_BOUND, "healthz p50 {p50:?} with spinning adapters: {healthz:?}");
+    for task in spinning {
+        for status in task.await.unwrap() {
+            assert_eq!(status, StatusCode::BAD_GATEWAY, "a spinning guest is a component error (deadline)");
+        }
+    }
+    (healthz, others)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spinning_adapter_under_load_leaves_healthz_and_other_models_responsive() {
+    let (addr, _seen) = logging_backend().await;
+    let server = OwnRuntimeServer::start(hostile_config(&format!("http://{addr}/v1"), "token-price", ""));
+    let (healthz, other) = under_spinning_load(&server, "hostile", 32, 3, Some("plain")).await;
+    let (p50, max) = (healthz[healthz.len() / 2], *healthz.last().unwrap());
+    println!("spinning adapters: healthz p50 {p50:?} max {max:?}; other model {other:?}");
+    assert!(p50 <= HEALTHZ_P50_BOUND && max <= HEALTHZ_MAX_BOUND, "healthz with spinning adapters: {healthz:?}");
     assert!(other.iter().all(|d| *d <= OTHER_MODEL_BOUND), "another model's requests stalled: {other:?}");
 }
 
@@ -245,26 +304,11 @@ async fn a_spinning_cost_component_does_not_stall_the_server() {
         "[[models]]\nname = \"cost-spin\"\nadapter = \"openai-chat\"\nendpoint = \"http://{addr}/v1\"\nretries = 0\n\
          descriptor = {{ price_in_per_mtok = 1.0, price_out_per_mtok = 1.0, latency_ms = 1, context_tokens = 8192 }}\n"
     );
-    let config = hostile_config(&format!("http://{addr}/v1"), &hostile_cost(), &extra);
-    let server = Arc::new(TestServer::start(&config).await);
-    let spinning: Vec<_> = (0..16)
-        .map(|_| {
-            let server = server.clone();
-            tokio::spawn(async move {
-                for _ in 0..4 {
-                    let status = server.post("/v1/chat/completions", ask("cost-spin", "hello")).await.status();
-                    assert_eq!(status, StatusCode::BAD_GATEWAY);
-                }
-            })
-        })
-        .collect();
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    let healthz = healthz_latencies(&server, 10).await;
-    for task in spinning {
-        task.await.unwrap();
-    }
-    let p50 = healthz[healthz.len() / 2];
-    assert!(p50 <= HEALTHZ_P50_BOUND, "healthz p50 {p50:?} with a spinning cost component: {healthz:?}");
+    let server = OwnRuntimeServer::start(hostile_config(&format!("http://{addr}/v1"), &hostile_cost(), &extra));
+    let (healthz, _) = under_spinning_load(&server, "cost-spin", 32, 10, None).await;
+    let (p50, max) = (healthz[healthz.len() / 2], *healthz.last().unwrap());
+    println!("spinning cost component: healthz p50 {p50:?} max {max:?}");
+    assert!(p50 <= HEALTHZ_P50_BOUND && max <= HEALTHZ_MAX_BOUND, "healthz with a spinning cost: {healthz:?}");
 }
 
 fn hostile_cost() -> String {

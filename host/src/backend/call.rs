@@ -130,6 +130,83 @@ fn reply_error(model: &str, e: plugin::Error) -> BackendError {
     }
 }
 
+/// A failed attempt, with the provider's `Retry-After` when it sent one.
+type Failure = (BackendError, Option<Duration>);
+
+/// A reply as received, before the adapter reads it.
+struct Reply {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+    retry_after: Option<Duration>,
+    latency: Duration,
+}
+
+/// A successful attempt: the completion, its (checked or estimated) usage and its price.
+struct Answered {
+    completion: Completion,
+    usage: Usage,
+    cost: f64,
+    latency: Duration,
+}
+
+/// The cost component and its settings, cloned for a blocking task.
+pub(super) struct Pricer {
+    pub(super) cost: plugin::Plugin<plugin::Cost>,
+    pub(super) settings: Vec<crate::plugin::types::Setting>,
+}
+
+impl Pricer {
+    pub(super) fn price(&self, backend: &Backend, usage: Usage, latency: Duration) -> Result<f64, BackendError> {
+        let latency_ms = latency.as_millis().try_into().unwrap_or(u32::MAX);
+        self.cost
+            .cost(&backend.descriptor, usage, latency_ms, &self.settings)
+            .map_err(|e| BackendError::Cost { model: backend.name().to_string(), message: e.to_string() })
+    }
+}
+
+/// Guest code of one attempt after the reply arrived, run on the blocking
+/// pool in one hop: the adapter reads the reply, the host checks the usage
+/// it reports (or estimates usage when it reports none), the cost component
+/// prices the call. Keys quoted by the provider are redacted.
+fn read_and_price(
+    pricer: &Pricer,
+    backend: &Backend,
+    request: &ChatRequest,
+    reply: Reply,
+) -> Result<Answered, Failure> {
+    let model = backend.name();
+    let key = backend.api_key.as_deref();
+    let Reply { status, headers, body, retry_after, latency } = reply;
+    let success = (200..300).contains(&status);
+    let mut completion = match backend.adapter.parse_response(&HttpResponse { status, headers, body }) {
+        Ok(c) if success => c,
+        Ok(_) => {
+            return Err((
+                BackendError::Http { model: model.into(), status, message: "error status".into() },
+                retry_after,
+            ));
+        }
+        Err(plugin::Error::Rejected { error, .. }) if !success => {
+            let message = outbound::redact(&error.message, key);
+            return Err((BackendError::Http { model: model.into(), status, message }, retry_after));
+        }
+        // A success status with a body the adapter cannot read: the reply
+        // was cut or garbled on the way, so another attempt may succeed.
+        Err(e) => return Err((reply_error(model, e), None)),
+    };
+    completion.text = outbound::redact(&completion.text, key);
+    let usage = match completion.usage {
+        Some(usage) => check_usage(backend, request, usage).map_err(|e| (e, None))?,
+        None => Usage {
+            input_tokens: request.messages.iter().map(|m| estimate_tokens(&m.content)).sum(),
+            output_tokens: estimate_tokens(&completion.text),
+        },
+    };
+    let cost = pricer.price(backend, usage, latency).map_err(|e| (e, None))?;
+    Ok(Answered { completion, usage, cost, latency })
+}
+
 /// Run guest code on the blocking pool: a component that spins up to its
 /// deadline must not hold one of the async workers that serve `/healthz`
 /// and every other request.
@@ -304,12 +381,10 @@ impl Pool {
         off_worker(backend.name(), move || Ok(adapter.parse_response(&response))).await
     }
 
-    async fn attempt(
-        &self,
-        backend: &Backend,
-        request: &ChatRequest,
-    ) -> Result<(Completion, Duration), (BackendError, Option<Duration>)> {
-        let model = backend.name();
+    /// One attempt: build (blocking pool), send, read the capped body, then
+    /// read and price the reply in one more hop to the blocking pool.
+    async fn attempt(&self, backend: &Arc<Backend>, request: &ChatRequest) -> Result<Answered, Failure> {
+        let model = backend.name().to_string();
         let http = self.build_request(backend, request).await.map_err(|e| (e, None))?;
         let started = Instant::now();
         let response = self
@@ -320,29 +395,15 @@ impl Pool {
         let retry_after = retry_after(response.headers());
         let headers = header_pairs(response.headers());
         let body = self.read_body(backend, response).await.map_err(|e| (e, None))?;
-        let completion =
-            self.parse_response(backend, HttpResponse { status, headers, body }).await.map_err(|e| (e, None))?;
-        let key = backend.api_key.as_deref();
-        let success = (200..300).contains(&status);
-        match completion {
-            Ok(mut c) if success => {
-                c.text = outbound::redact(&c.text, key);
-                Ok((c, started.elapsed()))
-            }
-            Ok(_) => {
-                Err((BackendError::Http { model: model.into(), status, message: "error status".into() }, retry_after))
-            }
-            Err(plugin::Error::Rejected { error, .. }) if !success => {
-                let message = outbound::redact(&error.message, key);
-                Err((BackendError::Http { model: model.into(), status, message }, retry_after))
-            }
-            // A success status with a body the adapter cannot read: the reply
-            // was cut or garbled on the way, so another attempt may succeed.
-            Err(plugin::Error::Rejected { error, .. }) if error.kind == ErrorKind::Upstream => {
-                let message = outbound::redact(&error.message, key);
-                Err((BackendError::BadReply { model: model.into(), message }, None))
-            }
-            Err(e) => Err((adapter_error(model, e), None)),
+        let latency = started.elapsed();
+        let reply = Reply { status, headers, body, retry_after, latency };
+        let (pricer, backend, request) = (self.pricer(), backend.clone(), request.clone());
+        match tokio::task::spawn_blocking(move || read_and_price(&pricer, &backend, &request, reply)).await {
+            Ok(result) => result,
+            Err(e) => Err((
+                BackendError::Adapter { model: model.to_string(), message: format!("the reply task failed: {e}") },
+                None,
+            )),
         }
     }
 
@@ -410,17 +471,8 @@ impl Pool {
     pub async fn complete(&self, name: &str, request: &ChatRequest) -> Result<CallOutcome, BackendError> {
         let ((model, completion, usage, cost, latency), attempts) = self
             .with_retries(name, request, |backend, request, permit| async move {
-                let (completion, latency) = self.attempt(&backend, &request).await?;
+                let Answered { completion, usage, cost, latency } = self.attempt(&backend, &request).await?;
                 drop(permit);
-                let usage = match completion.usage {
-                    Some(usage) => check_usage(&backend, &request, usage).map_err(|e| (e, None))?,
-                    None => Usage {
-                        input_tokens: request.messages.iter().map(|m| estimate_tokens(&m.content)).sum(),
-                        output_tokens: estimate_tokens(&completion.text),
-                    },
-                };
-                let latency_ms = latency.as_millis().try_into().unwrap_or(u32::MAX);
-                let cost = self.price(&backend, usage, latency_ms).await.map_err(|e| (e, None))?;
                 Ok((backend.name().to_string(), completion, usage, cost, latency))
             })
             .await?;
@@ -615,8 +667,7 @@ impl StreamState {
         if usage.output_tokens == 0 {
             usage.output_tokens = u32::try_from(self.text_chars.div_ceil(4)).unwrap_or(u32::MAX);
         }
-        let latency_ms = self.started.elapsed().as_millis().try_into().unwrap_or(u32::MAX);
-        let cost = self.pool.price(&self.backend, usage, latency_ms).await?;
+        let cost = self.pool.price(&self.backend, usage, self.started.elapsed()).await?;
         Ok(StreamItem::Done { model: self.backend.name().to_string(), usage, cost })
     }
 }

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::Semaphore;
 
@@ -145,17 +145,22 @@ impl Pool {
         self.backends.iter().map(|b| b.descriptor.clone()).collect()
     }
 
+    /// The cost component and its settings, for pricing on a blocking task.
+    pub(super) fn pricer(&self) -> super::call::Pricer {
+        super::call::Pricer { cost: self.cost.clone(), settings: self.cost_settings.clone() }
+    }
+
     /// Price a call with the configured cost component, on the blocking
     /// pool (guest code never runs on the server's async workers). The
     /// sandbox has checked the value: finite, in [0, `MAX_CALL_COST_USD`].
-    pub async fn price(&self, backend: &Backend, usage: Usage, latency_ms: u32) -> Result<f64, BackendError> {
-        let (cost, descriptor, settings) = (self.cost.clone(), backend.descriptor.clone(), self.cost_settings.clone());
-        let model = backend.name().to_string();
-        let priced = tokio::task::spawn_blocking(move || cost.cost(&descriptor, usage, latency_ms, &settings)).await;
-        match priced {
-            Ok(Ok(cost)) => Ok(cost),
-            Ok(Err(e)) => Err(BackendError::Cost { model, message: e.to_string() }),
-            Err(e) => Err(BackendError::Cost { model, message: format!("the pricing task failed: {e}") }),
+    pub async fn price(&self, backend: &Arc<Backend>, usage: Usage, latency: Duration) -> Result<f64, BackendError> {
+        let (pricer, priced) = (self.pricer(), backend.clone());
+        match tokio::task::spawn_blocking(move || pricer.price(&priced, usage, latency)).await {
+            Ok(result) => result,
+            Err(e) => Err(BackendError::Cost {
+                model: backend.name().to_string(),
+                message: format!("the pricing task failed: {e}"),
+            }),
         }
     }
 
