@@ -151,6 +151,36 @@ fn score_reads_raw_trajectories_and_writes_one_line_each() {
     assert!(err.contains("line 1"), "{err}");
 }
 
+#[test]
+fn score_writes_every_line_and_fails_when_a_reward_is_out_of_range() {
+    let guest = repo().join("tests/guests/dist/misbehaving-reward.wasm");
+    assert!(guest.exists(), "{} is missing: run scripts/setup", guest.display());
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("trajectories.jsonl");
+    // The misbehaving reward reads its first golden answer as what to do.
+    let lines: String = ["behave", "nan", "behave"]
+        .iter()
+        .enumerate()
+        .map(|(i, mode)| {
+            serde_json::json!({ "id": i, "golden_answers": [mode], "trajectory": "<think>t</think>\n<answer>x</answer>" })
+                .to_string()
+                + "\n"
+        })
+        .collect();
+    std::fs::write(&input, lines).unwrap();
+    let out = switchyard(&["score", "--input", input.to_str().unwrap(), "--reward", guest.to_str().unwrap()]);
+    let err = fails(&out);
+    assert!(err.contains("1 of 3 lines could not be scored"), "{err}");
+    let rows: Vec<serde_json::Value> =
+        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(rows.len(), 3, "every line is written, the failed one with its error");
+    assert_eq!(rows[0]["reward"].as_f64(), Some(1.0));
+    let error = rows[1]["error"].as_str().unwrap();
+    assert!(error.contains("`total` must be finite"), "{error}");
+    assert!(rows[1].get("reward").is_none(), "no silent null reward: {}", rows[1]);
+    assert_eq!(rows[2]["reward"].as_f64(), Some(1.0));
+}
+
 /// GET `path` from `addr` over a raw TCP connection; returns the body.
 fn http_get(addr: &str, path: &str) -> String {
     use std::io::{Read, Write};
