@@ -65,46 +65,27 @@ async fn logging_backend() -> (SocketAddr, Arc<Mutex<Vec<Seen>>>) {
 const KEY: &str = "sk-hostile-test-key-0123456789";
 const KEY_ENV: &str = "SWITCHYARD_TEST_HOSTILE_KEY";
 
+/// One `[[models]]` entry without retries (a refused attempt shows at once).
+fn model_toml(name: &str, adapter: &str, endpoint: &str, extra: &str) -> String {
+    format!(
+        "[[models]]\nname = \"{name}\"\nadapter = \"{adapter}\"\nendpoint = \"{endpoint}\"\nretries = 0\n{extra}\n\
+         descriptor = {{ price_in_per_mtok = 1.0, price_out_per_mtok = 1.0, latency_ms = 1, context_tokens = 8192 }}\n"
+    )
+}
+
 /// A server whose model `hostile` uses the hostile adapter against `endpoint`
-/// (with a key), beside `plain`, an ordinary model on the same endpoint.
+/// (with a key), beside `plain`, an ordinary model with a key on the same endpoint.
 fn hostile_config(endpoint: &str, cost: &str, extra_models: &str) -> String {
     // SAFETY: tests in this binary only read this variable, and always set the same value.
     unsafe { std::env::set_var(KEY_ENV, KEY) };
+    let key = format!("api_key_env = \"{KEY_ENV}\"");
     format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-api_keys_env = "SWITCHYARD_TEST_NO_KEYS"
-request_timeout_ms = 30000
-
-[plugins]
-dir = "{plugins}"
-cost = "{cost}"
-
-[[policies]]
-name = "switchyard/cheapest"
-strategy = "cheapest"
-
-[[models]]
-name = "hostile"
-adapter = "{guests}/hostile-adapter.wasm"
-endpoint = "{endpoint}"
-api_key_env = "{KEY_ENV}"
-retries = 0
-descriptor = {{ price_in_per_mtok = 1.0, price_out_per_mtok = 1.0, latency_ms = 1, context_tokens = 8192 }}
-
-[[models]]
-name = "plain"
-adapter = "openai-chat"
-endpoint = "{endpoint}"
-remote_model = "echo"
-api_key_env = "{KEY_ENV}"
-retries = 0
-descriptor = {{ price_in_per_mtok = 1.0, price_out_per_mtok = 1.0, latency_ms = 1, context_tokens = 8192 }}
-{extra_models}
-"#,
+        "[server]\nlisten = \"127.0.0.1:0\"\napi_keys_env = \"SWITCHYARD_TEST_NO_KEYS\"\nrequest_timeout_ms = 30000\n\
+         [plugins]\ndir = \"{plugins}\"\ncost = \"{cost}\"\n\
+         [[policies]]\nname = \"switchyard/cheapest\"\nstrategy = \"cheapest\"\n{hostile}{plain}{extra_models}",
         plugins = repo_root().join("plugins/dist").display(),
-        guests = repo_root().join("tests/guests/dist").display(),
+        hostile = model_toml("hostile", &guest("hostile-adapter").display().to_string(), endpoint, &key),
+        plain = model_toml("plain", "openai-chat", endpoint, &format!("remote_model = \"echo\"\n{key}")),
     )
 }
 
@@ -300,10 +281,7 @@ async fn a_spinning_adapter_under_load_leaves_healthz_and_other_models_responsiv
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_spinning_cost_component_does_not_stall_the_server() {
     let (addr, _seen) = logging_backend().await;
-    let extra = format!(
-        "[[models]]\nname = \"cost-spin\"\nadapter = \"openai-chat\"\nendpoint = \"http://{addr}/v1\"\nretries = 0\n\
-         descriptor = {{ price_in_per_mtok = 1.0, price_out_per_mtok = 1.0, latency_ms = 1, context_tokens = 8192 }}\n"
-    );
+    let extra = model_toml("cost-spin", "openai-chat", &format!("http://{addr}/v1"), "");
     let server = OwnRuntimeServer::start(hostile_config(&format!("http://{addr}/v1"), &hostile_cost(), &extra));
     let (healthz, _) = under_spinning_load(&server, "cost-spin", 32, 10, None).await;
     let (p50, max) = (healthz[healthz.len() / 2], *healthz.last().unwrap());
@@ -321,12 +299,7 @@ async fn impossible_usage_and_broken_costs_are_errors_not_bills() {
     let endpoint = format!("http://{addr}/v1");
     let extra: String = ["cost-nan", "cost-inf", "cost-negative", "cost-huge"]
         .iter()
-        .map(|name| {
-            format!(
-                "[[models]]\nname = \"{name}\"\nadapter = \"openai-chat\"\nendpoint = \"{endpoint}\"\nretries = 0\n\
-                 descriptor = {{ price_in_per_mtok = 1.0, price_out_per_mtok = 1.0, latency_ms = 1, context_tokens = 8192 }}\n"
-            )
-        })
+        .map(|name| model_toml(name, "openai-chat", &endpoint, ""))
         .collect();
     let server = TestServer::start(&hostile_config(&endpoint, &hostile_cost(), &extra)).await;
 
