@@ -16,6 +16,11 @@ use std::time::Duration;
 use switchyard::plugin::types::*;
 use switchyard::plugin::{Kind, Limits, Runtime, RuntimeConfig};
 
+/// Held by the tests that load the machine on purpose (the fault load test,
+/// spinning guests), so that two of them never run at once and their
+/// latency bounds measure the host, not each other.
+pub static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
 }

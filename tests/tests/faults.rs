@@ -95,6 +95,7 @@ async fn streamed(client: &reqwest::Client, url: &str, model: &str, question: &s
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn faulty_backends_under_load_lose_nothing() {
+    let _heavy = HEAVY.lock().await;
     let sim = SimConfig {
         faults: Faults { error_rate: 0.2, truncate_rate: 0.05, extra_latency_ms: 0 },
         ..SimConfig::default()

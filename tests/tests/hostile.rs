@@ -269,6 +269,7 @@ async fn under_spinning_load(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_spinning_adapter_under_load_leaves_healthz_and_other_models_responsive() {
+    let _heavy = HEAVY.lock().await;
     let (addr, _seen) = logging_backend().await;
     let server = OwnRuntimeServer::start(hostile_config(&format!("http://{addr}/v1"), "token-price", ""));
     let (healthz, other) = under_spinning_load(&server, "hostile", 32, 3, Some("plain")).await;
@@ -280,6 +281,7 @@ async fn a_spinning_adapter_under_load_leaves_healthz_and_other_models_responsiv
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_spinning_cost_component_does_not_stall_the_server() {
+    let _heavy = HEAVY.lock().await;
     let (addr, _seen) = logging_backend().await;
     let extra = model_toml("cost-spin", "openai-chat", &format!("http://{addr}/v1"), "");
     let server = OwnRuntimeServer::start(hostile_config(&format!("http://{addr}/v1"), &hostile_cost(), &extra));
