@@ -456,6 +456,16 @@ impl Config {
             {
                 return Err(self.err(field("descriptor"), "prices must be finite and non-negative"));
             }
+            if d.context_tokens > 0 && d.context_tokens < m.max_tokens {
+                return Err(self.err(
+                    field("descriptor.context_tokens"),
+                    format!(
+                        "{} is smaller than max_tokens ({}); the host refuses reported usage beyond the \
+                         context, so set the model's real context window (or 0 if unknown)",
+                        d.context_tokens, m.max_tokens
+                    ),
+                ));
+            }
             if m.max_concurrency == 0 {
                 return Err(self.err(field("max_concurrency"), "must be at least 1"));
             }

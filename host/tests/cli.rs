@@ -176,7 +176,7 @@ fn score_writes_every_line_and_fails_when_a_reward_is_out_of_range() {
     assert_eq!(rows.len(), 3, "every line is written, the failed one with its error");
     assert_eq!(rows[0]["reward"].as_f64(), Some(1.0));
     let error = rows[1]["error"].as_str().unwrap();
-    assert!(error.contains("`total` must be finite"), "{error}");
+    assert!(error.contains("`total` must be in [-1, 1], got NaN"), "{error}");
     assert!(rows[1].get("reward").is_none(), "no silent null reward: {}", rows[1]);
     assert_eq!(rows[2]["reward"].as_f64(), Some(1.0));
 }

@@ -102,6 +102,10 @@ fn bad_configs_name_field_and_reason() {
         (format!("[server]\nlisten = \"localhost\"\n{}", base()), &["server.listen", "localhost"]),
         (format!("[engine]\nmax_turns = 0\n{}", base()), &["engine.max_turns"]),
         (base().replace("name = \"b\"", "name = \"b\"\nmax_concurrency = 0"), &["models[1].max_concurrency"]),
+        (
+            base().replacen("context_tokens = 8192", "context_tokens = 100", 1),
+            &["models[0].descriptor.context_tokens", "smaller than max_tokens (512)"],
+        ),
     ];
     for (text, needles) in cases {
         let message = refused(&text);

@@ -11,7 +11,7 @@ use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 use switchyard::plugin::types::*;
-use switchyard::plugin::{Adapter, Cost, Error, Plugin, Reward};
+use switchyard::plugin::{Adapter, Cost, Error, Kind, Plugin, Reward};
 use switchyard_tests::server::TestServer;
 use switchyard_tests::*;
 
@@ -97,13 +97,25 @@ fn ask(model: &str, content: &str) -> Value {
 async fn adapters_cannot_send_the_key_off_the_pinned_endpoint() {
     let (addr, seen) = logging_backend().await;
     let server = TestServer::start(&hostile_config(&format!("http://{addr}/v1"), "token-price", "")).await;
-    for mode in ["dotdot", "pct-dotdot", "dot-pct", "backslash", "tab", "pct-slash", "other-port", "userinfo", "trace"]
-    {
+    let outside = "outside the configured endpoint";
+    for (mode, reason) in [
+        ("dotdot", outside),
+        ("pct-dotdot", outside),
+        ("dot-pct", outside),
+        ("backslash", outside),
+        ("tab", outside),
+        ("pct-slash", "an encoded separator"),
+        ("other-port", outside),
+        ("other-host", outside),
+        ("userinfo", "carries credentials"),
+        ("trace", "method `TRACE` is not allowed"),
+    ] {
         let response = server.post("/v1/chat/completions", ask("hostile", &format!("mode:{mode}"))).await;
         let status = response.status();
         let body = response.text().await.unwrap();
         assert_eq!(status, StatusCode::BAD_GATEWAY, "{mode}: {body}");
-        assert!(body.contains("hostile") && body.contains("adapter"), "{mode}: the error names the model: {body}");
+        assert!(body.contains("model `hostile`: adapter"), "{mode}: the error names the model: {body}");
+        assert!(body.contains(reason), "{mode}: refused for the right reason ({reason}): {body}");
         assert!(!body.contains(KEY), "{mode}: the key leaked: {body}");
     }
     // Nothing reached the backend at all: every attempt was refused before sending.
@@ -216,11 +228,11 @@ async fn healthz_latencies(client: &reqwest::Client, url: &str, n: usize) -> Vec
 
 /// The bound stated in README's security section: with 32 requests whose
 /// adapter spins to its deadline, `/healthz` answers within 100 ms (median)
-/// and 1 s (worst), and another model's requests within 2 s each, on a
+/// and 2 s (worst), and another model's requests within 2 s each, on a
 /// 2-core machine. (Before guest calls moved off the async workers, the
 /// median was seconds.)
 const HEALTHZ_P50_BOUND: Duration = Duration::from_millis(100);
-const HEALTHZ_MAX_BOUND: Duration = Duration::from_secs(1);
+const HEALTHZ_MAX_BOUND: Duration = Duration::from_secs(2);
 const OTHER_MODEL_BOUND: Duration = Duration::from_secs(2);
 
 /// Keep `clients` requests for `model` in flight (each client sends
@@ -329,7 +341,9 @@ async fn impossible_usage_and_broken_costs_are_errors_not_bills() {
 fn reward_numbers_outside_their_ranges_are_typed_errors() {
     let runtime = runtime();
     let reward = Plugin::<Reward>::load(&runtime, &guest("misbehaving-reward")).unwrap();
-    for (mode, field) in [("nan", "total"), ("inf-cost", "raw-cost"), ("f1-out-of-range", "f1")] {
+    for (mode, field) in
+        [("nan", "total"), ("huge-total", "total"), ("inf-cost", "raw-cost"), ("f1-out-of-range", "f1")]
+    {
         let err = reward.score(&scoring_input("x", &[mode]), &params(0.0)).unwrap_err();
         assert!(matches!(err, Error::InvalidOutput { .. }), "{mode}: {err}");
         assert!(err.to_string().contains(field), "{mode}: names the field: {err}");
@@ -348,10 +362,16 @@ fn oversize_results_are_refused_before_they_are_copied() {
     let reward = Plugin::<Reward>::load(&runtime, &guest("misbehaving-reward")).unwrap();
     // 2,500 strings aliasing one 1 MiB buffer would be 2.5 GB on the host;
     // 600,000 empty strings are "a few bytes" to a byte count; a 20 MiB error.
+    // Each is stopped by the hostcall fuel, inside wasmtime's lift (the
+    // error's size is the copy budget), not by the count made after a copy.
+    let budget = |kind| runtime.limits(kind).copy_budget();
     for mode in ["aliased", "empty-strings", "huge-error"] {
         let started = Instant::now();
         let err = reward.score(&scoring_input("x", &[mode]), &params(0.0)).unwrap_err();
-        assert!(matches!(err, Error::OversizeOutput { .. }), "{mode}: {err}");
+        assert!(
+            matches!(err, Error::OversizeOutput { size, .. } if size == budget(Kind::Reward)),
+            "{mode}: stopped by the fuel: {err}"
+        );
         assert!(started.elapsed() < Duration::from_secs(10), "{mode}: refused promptly");
     }
     assert_eq!(reward.score(&scoring_input("x", &["behave"]), &params(0.0)).unwrap().total, 1.0);
@@ -368,7 +388,10 @@ fn oversize_results_are_refused_before_they_are_copied() {
     };
     for mode in ["aliased-headers", "empty-headers", "huge-error"] {
         let err = adapter.build_request(&request(mode), "http://127.0.0.1:1/v1").unwrap_err();
-        assert!(matches!(err, Error::OversizeOutput { .. }), "{mode}: {err}");
+        assert!(
+            matches!(err, Error::OversizeOutput { size, .. } if size == budget(Kind::Adapter)),
+            "{mode}: stopped by the fuel: {err}"
+        );
         assert!(err.to_string().len() < 1024, "{mode}: the error itself is short");
     }
     assert!(adapter.build_request(&request("none"), "http://127.0.0.1:1/v1").is_ok());
@@ -378,7 +401,7 @@ fn oversize_results_are_refused_before_they_are_copied() {
 fn long_error_messages_are_cut_with_a_note() {
     let runtime = runtime();
     let reward = Plugin::<Reward>::load(&runtime, &guest("misbehaving-reward")).unwrap();
-    let limit = runtime.limits(switchyard::plugin::Kind::Reward).error_bytes;
+    let limit = runtime.limits(Kind::Reward).error_bytes;
     let Error::Rejected { error, .. } = reward.score(&scoring_input("x", &["long-error"]), &params(0.0)).unwrap_err()
     else {
         panic!("a refusal");
@@ -438,4 +461,32 @@ async fn garbled_success_replies_are_retried() {
     let body = response.text().await.unwrap();
     assert!(body.contains("malformed reply"), "{body}");
     assert_eq!(backend.recorded.calls_to("malformed"), 3, "one attempt and two retries");
+}
+
+#[tokio::test]
+async fn hostile_stream_parsers_and_echoed_keys_are_contained_in_streams() {
+    let backend = backend::start().await;
+    let (addr, _seen) = logging_backend().await;
+    let key = format!("api_key_env = \"{KEY_ENV}\"\nremote_model = \"echo\"");
+    let extra = model_toml("hostile-stream", &guest("hostile-adapter").display().to_string(), &backend.url(), &key)
+        + &model_toml("plain-stream", "openai-chat", &backend.url(), &key);
+    let server = TestServer::start(&hostile_config(&format!("http://{addr}/v1"), "token-price", &extra)).await;
+    let stream = |model: &str, content: &str| json!({ "model": model, "stream": true, "messages": [{ "role": "user", "content": content }] });
+    for (content, reason) in
+        [("mode:stream-usage-max", "usage is impossible"), ("mode:stream-spin", "exceeded its deadline")]
+    {
+        let text = server.post("/v1/chat/completions", stream("hostile-stream", content)).await.text().await.unwrap();
+        let last = text.trim_end().rsplit("\n\n").next().unwrap_or("");
+        assert!(last.starts_with("event: error") && last.contains(reason), "{content}: {text}");
+        assert!(!text.contains("[DONE]"), "{content}: a failed stream must not end cleanly: {text}");
+    }
+    // The backend streams the message back: a key in it is redacted chunk by chunk.
+    let text = server
+        .post("/v1/chat/completions", stream("plain-stream", &format!("say {KEY} please")))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(text.contains("[redacted]") && !text.contains(KEY), "{text}");
+    assert!(text.trim_end().ends_with("data: [DONE]"), "{text}");
 }

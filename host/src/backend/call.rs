@@ -57,6 +57,20 @@ impl BackendError {
         }
     }
 
+    /// The same error with `key` redacted from its message: messages quote
+    /// upstream bodies and adapter text, which may echo the key.
+    pub fn redact(self, key: Option<&str>) -> BackendError {
+        let r = |message: String| outbound::redact(&message, key);
+        match self {
+            BackendError::Http { model, status, message } => BackendError::Http { model, status, message: r(message) },
+            BackendError::Transport { model, message } => BackendError::Transport { model, message: r(message) },
+            BackendError::Adapter { model, message } => BackendError::Adapter { model, message: r(message) },
+            BackendError::Cost { model, message } => BackendError::Cost { model, message: r(message) },
+            BackendError::BadReply { model, message } => BackendError::BadReply { model, message: r(message) },
+            other => other,
+        }
+    }
+
     /// Caused by the request itself (the provider refused its content):
     /// another model would refuse it too, so no fallback.
     pub fn client_caused(&self) -> bool {
@@ -133,6 +147,10 @@ fn reply_error(model: &str, e: plugin::Error) -> BackendError {
 /// A failed attempt, with the provider's `Retry-After` when it sent one.
 type Failure = (BackendError, Option<Duration>);
 
+/// A model's concurrency slot for one attempt, shared by the attempt and the
+/// blocking tasks running its guest code: released when the last lets go.
+type Permit = Arc<OwnedSemaphorePermit>;
+
 /// A reply as received, before the adapter reads it.
 struct Reply {
     status: u16,
@@ -196,6 +214,8 @@ fn read_and_price(
         Err(e) => return Err((reply_error(model, e), None)),
     };
     completion.text = outbound::redact(&completion.text, key);
+    completion.finish_reason = completion.finish_reason.map(|r| outbound::redact(&r, key));
+    completion.model = completion.model.map(|m| outbound::redact(&m, key));
     let usage = match completion.usage {
         Some(usage) => check_usage(backend, request, usage).map_err(|e| (e, None))?,
         None => Usage {
@@ -365,9 +385,22 @@ impl Pool {
     }
 
     /// The adapter's HTTP request for `request` (built off the async workers).
-    async fn build_request(&self, backend: &Backend, request: &ChatRequest) -> Result<HttpRequest, BackendError> {
+    /// The task holds the call's concurrency slot until the guest returns,
+    /// even if the request is dropped meanwhile: a model's `max_concurrency`
+    /// bounds its guest calls, not only its requests.
+    async fn build_request(
+        &self,
+        backend: &Backend,
+        request: &ChatRequest,
+        permit: &Permit,
+    ) -> Result<HttpRequest, BackendError> {
         let (adapter, request, base) = (backend.adapter.clone(), request.clone(), backend.config.endpoint.clone());
-        off_worker(backend.name(), move || adapter.build_request(&request, &base)).await
+        let permit = permit.clone();
+        off_worker(backend.name(), move || {
+            let _slot = permit;
+            adapter.build_request(&request, &base)
+        })
+        .await
     }
 
     /// A reply as the adapter reads it (off the async workers). Plugin
@@ -383,9 +416,14 @@ impl Pool {
 
     /// One attempt: build (blocking pool), send, read the capped body, then
     /// read and price the reply in one more hop to the blocking pool.
-    async fn attempt(&self, backend: &Arc<Backend>, request: &ChatRequest) -> Result<Answered, Failure> {
+    async fn attempt(
+        &self,
+        backend: &Arc<Backend>,
+        request: &ChatRequest,
+        permit: &Permit,
+    ) -> Result<Answered, Failure> {
         let model = backend.name().to_string();
-        let http = self.build_request(backend, request).await.map_err(|e| (e, None))?;
+        let http = self.build_request(backend, request, permit).await.map_err(|e| (e, None))?;
         let started = Instant::now();
         let response = self
             .send(backend, self.prepare(backend, http, false).map_err(|e| (e, None))?)
@@ -397,8 +435,12 @@ impl Pool {
         let body = self.read_body(backend, response).await.map_err(|e| (e, None))?;
         let latency = started.elapsed();
         let reply = Reply { status, headers, body, retry_after, latency };
-        let (pricer, backend, request) = (self.pricer(), backend.clone(), request.clone());
-        match tokio::task::spawn_blocking(move || read_and_price(&pricer, &backend, &request, reply)).await {
+        let (pricer, backend, request, slot) = (self.pricer(), backend.clone(), request.clone(), permit.clone());
+        let task = move || {
+            let _slot = slot;
+            read_and_price(&pricer, &backend, &request, reply)
+        };
+        match tokio::task::spawn_blocking(task).await {
             Ok(result) => result,
             Err(e) => Err((
                 BackendError::Adapter { model: model.to_string(), message: format!("the reply task failed: {e}") },
@@ -416,7 +458,7 @@ impl Pool {
         &self,
         name: &str,
         request: &ChatRequest,
-        mut attempt: impl FnMut(Arc<Backend>, ChatRequest, OwnedSemaphorePermit) -> Fut,
+        mut attempt: impl FnMut(Arc<Backend>, ChatRequest, Permit) -> Fut,
     ) -> Result<(T, u32), BackendError>
     where
         Fut: std::future::Future<Output = Result<T, (BackendError, Option<Duration>)>>,
@@ -438,13 +480,14 @@ impl Pool {
                 };
                 attempts += 1;
                 let model = backend.name().to_string();
-                match attempt(backend.clone(), request.clone(), permit).await {
+                match attempt(backend.clone(), request.clone(), Arc::new(permit)).await {
                     Ok(value) => {
                         metrics::counter!("switchyard_backend_calls_total", "model" => model, "outcome" => "ok")
                             .increment(1);
                         return Ok((value, attempts));
                     }
                     Err((error, retry_after)) => {
+                        let error = error.redact(backend.api_key.as_deref());
                         metrics::counter!("switchyard_backend_calls_total", "model" => model.clone(), "outcome" => "error")
                             .increment(1);
                         tracing::debug!(model, attempt = n, %error, "backend call failed");
@@ -471,7 +514,7 @@ impl Pool {
     pub async fn complete(&self, name: &str, request: &ChatRequest) -> Result<CallOutcome, BackendError> {
         let ((model, completion, usage, cost, latency), attempts) = self
             .with_retries(name, request, |backend, request, permit| async move {
-                let Answered { completion, usage, cost, latency } = self.attempt(&backend, &request).await?;
+                let Answered { completion, usage, cost, latency } = self.attempt(&backend, &request, &permit).await?;
                 drop(permit);
                 Ok((backend.name().to_string(), completion, usage, cost, latency))
             })
@@ -499,10 +542,10 @@ impl Pool {
         self: &Arc<Self>,
         backend: &Arc<Backend>,
         request: &ChatRequest,
-        permit: OwnedSemaphorePermit,
+        permit: Permit,
     ) -> Result<ItemStream, (BackendError, Option<Duration>)> {
         let model = backend.name().to_string();
-        let http = self.build_request(backend, request).await.map_err(|e| (e, None))?;
+        let http = self.build_request(backend, request, &permit).await.map_err(|e| (e, None))?;
         let started = Instant::now();
         let response = self
             .send(backend, self.prepare(backend, http, true).map_err(|e| (e, None))?)
@@ -536,7 +579,8 @@ impl Pool {
             prompt_tokens: request.messages.iter().map(|m| estimate_tokens(&m.content)).sum(),
             started,
             finished: false,
-            _permit: permit,
+            progress: started,
+            permit,
         };
         // Read until the first meaningful event; errors here are retryable.
         let first = state.next_item().await.map_err(|e| (e, None))?;
@@ -551,6 +595,7 @@ impl Pool {
                         Ok(item) => item,
                         Err(e) => {
                             state.finished = true;
+                            let e = e.redact(state.backend.api_key.as_deref());
                             return Some((Err(e), (state, None)));
                         }
                     }
@@ -581,7 +626,12 @@ struct StreamState {
     prompt_tokens: u32,
     started: Instant,
     finished: bool,
-    _permit: OwnedSemaphorePermit,
+    /// When the stream last produced an item (its start, at first): the
+    /// idle deadline runs from here, so keep-alive comments and empty events
+    /// cannot hold the stream (and its slot) open for ever.
+    progress: Instant,
+    /// The call's concurrency slot, shared with the adapter's parse tasks.
+    permit: Permit,
 }
 
 impl StreamState {
@@ -601,15 +651,19 @@ impl StreamState {
                         }
                         self.text_chars += delta.text.chars().count();
                         if !delta.text.is_empty() || delta.finish_reason.is_some() {
-                            delta.text = outbound::redact(&delta.text, self.backend.api_key.as_deref());
+                            let key = self.backend.api_key.as_deref();
+                            delta.text = outbound::redact(&delta.text, key);
+                            delta.finish_reason = delta.finish_reason.map(|r| outbound::redact(&r, key));
+                            self.progress = Instant::now();
                             return Ok(StreamItem::Delta(delta));
                         }
                     }
                 }
             }
-            // Idle deadline: the model's timeout between two chunks.
+            // Idle deadline: the model's timeout without a new item.
             let timeout = self.backend.config.timeout();
-            match tokio::time::timeout(timeout, self.bytes.next()).await {
+            let idle = timeout.saturating_sub(self.progress.elapsed());
+            match tokio::time::timeout(idle, self.bytes.next()).await {
                 Err(_) => return Err(BackendError::Timeout { model, after: timeout }),
                 Ok(Some(Ok(chunk))) => {
                     let events = self.parser.push(&chunk);
@@ -635,7 +689,9 @@ impl StreamState {
                 .push_back(Err(BackendError::Adapter { model, message: "the adapter instance was lost".into() }));
             return;
         };
+        let slot = self.permit.clone();
         let task = tokio::task::spawn_blocking(move || {
+            let _slot = slot;
             let mut parsed = Vec::with_capacity(events.len());
             for (event, data) in &events {
                 let result = adapter.parse_stream_event(event, data);

@@ -40,6 +40,27 @@ pub const RESERVED: [&str; 3] = ["host", "content-length", "expect"];
 /// Headers that carry credentials: only the host puts a key in them.
 pub const CREDENTIAL: [&str; 3] = ["authorization", "x-api-key", "cookie"];
 
+/// Headers that ask a server to treat the request as another method: they
+/// would turn an allowed `POST` into a `TRACE` on many frameworks.
+pub const METHOD_OVERRIDE: [&str; 3] = ["x-http-method-override", "x-http-method", "x-method-override"];
+
+/// Standard request headers that servers and proxies log or echo as a
+/// matter of course: never a place for a key.
+pub const LOGGED: [&str; 12] = [
+    "user-agent",
+    "content-type",
+    "accept",
+    "accept-encoding",
+    "accept-language",
+    "referer",
+    "origin",
+    "via",
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-real-ip",
+];
+
 fn is_one_of(name: &str, list: &[&str]) -> bool {
     list.iter().any(|r| name.eq_ignore_ascii_case(r))
 }
@@ -70,12 +91,19 @@ fn segments(url: &Url) -> Vec<&str> {
     segments
 }
 
+/// What a server might still decode into another path after our check:
+/// encoded separators or dots, path parameters (`..;/` is `../` to Tomcat
+/// and Spring), and segments that start with `..`.
 fn encoded_separator(url: &Url) -> Option<String> {
     let path = url.path().to_ascii_lowercase();
-    ["%2f", "%5c", "%2e"]
-        .iter()
-        .find(|e| path.contains(*e))
-        .map(|e| format!("the path of `{url}` contains `{e}`, an encoded separator or dot"))
+    if let Some(e) = ["%2f", "%5c", "%2e", ";"].iter().find(|e| path.contains(*e)) {
+        return Some(format!("the path of `{url}` contains `{e}`, an encoded separator, dot or path parameter"));
+    }
+    url.path_segments()
+        .into_iter()
+        .flatten()
+        .any(|segment| segment.starts_with(".."))
+        .then(|| format!("the path of `{url}` has a segment starting with `..`"))
 }
 
 /// Check the URL an adapter built against the model's endpoint; returns the
@@ -126,6 +154,7 @@ pub fn forwarded_headers(
         if is_one_of(name, &HOP_BY_HOP)
             || is_one_of(name, &RESERVED)
             || is_one_of(name, &CREDENTIAL)
+            || is_one_of(name, &METHOD_OVERRIDE)
             || credential_header.is_some_and(|c| name.eq_ignore_ascii_case(c))
         {
             continue;
@@ -141,9 +170,15 @@ pub fn forwarded_headers(
 
 /// Check the header an adapter asks the key to be sent in.
 pub fn check_credential_header(name: &str) -> Result<HeaderName, String> {
-    if is_one_of(name, &HOP_BY_HOP) || is_one_of(name, &RESERVED) {
+    if is_one_of(name, &HOP_BY_HOP) || is_one_of(name, &RESERVED) || is_one_of(name, &METHOD_OVERRIDE) {
         return Err(format!(
             "the key's header `{}` is a hop-by-hop or reserved header; the key would leak or be dropped",
+            name.escape_debug()
+        ));
+    }
+    if is_one_of(name, &LOGGED) {
+        return Err(format!(
+            "the key's header `{}` is a standard header that servers log or echo; the key would leak",
             name.escape_debug()
         ));
     }
@@ -151,14 +186,36 @@ pub fn check_credential_header(name: &str) -> Result<HeaderName, String> {
         .map_err(|_| format!("the key's header `{}` is not a valid HTTP header name", name.escape_debug()))
 }
 
-/// Replace every occurrence of `key` in `text` (a reply or an error shown to
-/// a client): a provider that echoes request headers must not hand the key
-/// to the caller.
+/// How much of a key's start counts as the key when text was cut: a
+/// message truncated (by the adapter or the host's cap) in the middle of a
+/// quoted key still gives away this much and more.
+const KEY_PREFIX: usize = 8;
+
+/// Replace the key in `text` (a reply or an error shown to a client): a
+/// provider that echoes request headers must not hand the key to the
+/// caller. Every run that starts with the key's first `KEY_PREFIX` bytes is
+/// replaced as far as it matches the key, so a key cut short is caught too;
+/// a key shorter than that is replaced where it appears whole.
 pub fn redact(text: &str, key: Option<&str>) -> String {
-    match key {
-        Some(key) if key.len() >= 4 && text.contains(key) => text.replace(key, "[redacted]"),
-        _ => text.to_string(),
+    let Some(key) = key.filter(|k| k.len() >= 4) else { return text.to_string() };
+    let probe = key.get(..KEY_PREFIX.min(key.len())).unwrap_or(key);
+    if !text.contains(probe) {
+        return text.to_string();
     }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(probe) {
+        out.push_str(&rest[..at]);
+        let tail = &rest[at..];
+        let mut matched = tail.bytes().zip(key.bytes()).take_while(|(a, b)| a == b).count();
+        while !tail.is_char_boundary(matched) {
+            matched -= 1;
+        }
+        out.push_str("[redacted]");
+        rest = &tail[matched..];
+    }
+    out.push_str(rest);
+    out
 }
 
 #[cfg(test)]
@@ -201,6 +258,9 @@ mod tests {
             "http://127.0.0.1:9100@evil.example/v1/chat",
             "http://user:pw@127.0.0.1:9100/v1/chat",
             "http://127.0.0.1:9100/v1/chat#frag",
+            "http://127.0.0.1:9100/v1/..;/admin",
+            "http://127.0.0.1:9100/v1/chat;jsessionid=1",
+            "http://127.0.0.1:9100/v1/..%3b/admin",
             "not a url",
         ] {
             assert!(check_url(&endpoint(), url).is_err(), "{url} should be refused");
@@ -239,6 +299,9 @@ mod tests {
             "X-Api-Key",
             "Cookie",
             "x-goog-api-key",
+            "X-HTTP-Method-Override",
+            "X-HTTP-Method",
+            "X-Method-Override",
         ]
         .iter()
         .map(|h| (h.to_string(), "v".to_string()))
@@ -253,7 +316,21 @@ mod tests {
 
     #[test]
     fn the_key_may_not_travel_in_a_reserved_header() {
-        for h in ["Host", "host", "Connection", "Transfer-Encoding", "Content-Length", "TE", "bad header", ""] {
+        for h in [
+            "Host",
+            "host",
+            "Connection",
+            "Transfer-Encoding",
+            "Content-Length",
+            "TE",
+            "bad header",
+            "",
+            "User-Agent",
+            "Referer",
+            "Content-Type",
+            "X-Forwarded-For",
+            "X-HTTP-Method-Override",
+        ] {
             assert!(check_credential_header(h).is_err(), "{h}");
         }
         for h in ["authorization", "x-api-key", "api-key"] {
@@ -266,5 +343,10 @@ mod tests {
         assert_eq!(redact("echo: Bearer sk-secret-1", Some("sk-secret-1")), "echo: Bearer [redacted]");
         assert_eq!(redact("nothing here", Some("sk-secret-1")), "nothing here");
         assert_eq!(redact("abc", None), "abc");
+        // Cut short by a cap, twice, and beside multi-byte text.
+        assert_eq!(redact("key: sk-secret-1 and sk-secr", Some("sk-secret-1")), "key: [redacted] and sk-secr");
+        assert_eq!(redact("a: sk-secret-1, b: sk-secre", Some("sk-secret-1")), "a: [redacted], b: [redacted]");
+        assert_eq!(redact("é sk-secret-1é", Some("sk-secret-1")), "é [redacted]é");
+        assert_eq!(redact("sk-secr", Some("sk-secret-1")), "sk-secr", "under 8 bytes is not the key");
     }
 }

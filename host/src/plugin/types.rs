@@ -339,6 +339,11 @@ pub const ELEMENT_BYTES: usize = 8;
 /// it keeps any sum of per-call costs finite.
 pub const MAX_CALL_COST_USD: f64 = 1.0e6;
 
+/// The most a trajectory's calls may cost together, in US dollars: a
+/// thousand calls at `MAX_CALL_COST_USD`. Bounded so that sums and means of
+/// rewards over any batch stay finite.
+pub const MAX_RAW_COST_USD: f64 = 1.0e9;
+
 impl GuestOutput for String {
     fn output_size(&self) -> usize {
         self.len()
@@ -383,7 +388,8 @@ impl GuestOutput for RewardBreakdown {
     }
     /// The ranges of `reward-breakdown` in wit/types.wit. A NaN or an
     /// out-of-range field is an error here, so no consumer (server, `score`,
-    /// eval, training advantages) ever sees one.
+    /// eval, training advantages) ever sees one; every field is bounded, so
+    /// sums and means over a batch cannot overflow either.
     fn validate(&self) -> Result<(), String> {
         let unit = |x: f64| (0.0..=1.0).contains(&x);
         let checks: [(&str, f64, bool, &str); 8] = [
@@ -391,9 +397,9 @@ impl GuestOutput for RewardBreakdown {
             ("exact-match", self.exact_match, self.exact_match == 0.0 || self.exact_match == 1.0, "0 or 1"),
             ("f1", self.f1, unit(self.f1), "in [0, 1]"),
             ("outcome", self.outcome, unit(self.outcome), "in [0, 1]"),
-            ("raw-cost", self.raw_cost, self.raw_cost.is_finite() && self.raw_cost >= 0.0, "finite and >= 0"),
+            ("raw-cost", self.raw_cost, (0.0..=MAX_RAW_COST_USD).contains(&self.raw_cost), "in [0, 1e9]"),
             ("cost-score", self.cost_score, unit(self.cost_score), "in [0, 1]"),
-            ("total", self.total, self.total.is_finite(), "finite"),
+            ("total", self.total, (-1.0..=1.0).contains(&self.total), "in [-1, 1]"),
             ("format-errors", 0.0, self.format != 0.0 || self.format_errors.is_empty(), "empty when format is 0"),
         ];
         match checks.iter().find(|(_, _, ok, _)| !ok) {

@@ -7,7 +7,7 @@
 //! `build-request` attacks (credentials off the pinned endpoint):
 //! - "dotdot", "pct-dotdot", "dot-pct", "backslash", "tab", "pct-slash":
 //!   the path escapes `base-url` by dot-segments in their disguises;
-//! - "other-port", "userinfo": another authority;
+//! - "other-port", "other-host", "userinfo": another authority;
 //! - "trace": method TRACE (a server that honours it echoes the key back);
 //! - "headers": sets hop-by-hop, framing and credential headers;
 //! - "spin": spins until the deadline stops it (guest code on the workers);
@@ -39,6 +39,16 @@ fn aliased(n: usize, len: usize) -> Vec<(String, String)> {
     (0..n).map(|_| (unsafe { String::from_raw_parts(ptr, len, len) }, String::new())).collect()
 }
 
+/// `base-url` with its port plus one (a valid port, so only the comparison
+/// with the endpoint can refuse it).
+fn other_port(base_url: &str) -> String {
+    let authority_end = base_url[7..].find('/').map_or(base_url.len(), |i| i + 7);
+    let (authority, path) = base_url.split_at(authority_end);
+    let (host, port) = authority.rsplit_once(':').unwrap_or((authority, "80"));
+    let port: u16 = port.parse().unwrap_or(80);
+    format!("{host}:{}{path}", port.wrapping_add(1).max(1))
+}
+
 fn escape(s: &str) -> String {
     s.replace('\\', "\\\\").replace('"', "\\\"")
 }
@@ -65,7 +75,8 @@ impl Guest for Hostile {
             "backslash" => url = format!("{base_url}\\..\\admin\\keys"),
             "tab" => url = format!("{base_url}/\t../admin/keys"),
             "pct-slash" => url = format!("{base_url}/chat%2f..%2f..%2fadmin%2fkeys"),
-            "other-port" => url = base_url.replacen("127.0.0.1:", "127.0.0.1:1", 1) + "/chat/completions",
+            "other-port" => url = other_port(&base_url) + "/chat/completions",
+            "other-host" => url = base_url.replacen("127.0.0.1", "127.0.0.2", 1) + "/chat/completions",
             "userinfo" => url = base_url.replacen("http://", "http://evil:pw@", 1) + "/chat/completions",
             "trace" => method = "TRACE".into(),
             "headers" => {
@@ -119,11 +130,22 @@ impl Guest for Hostile {
         Ok(Completion { text: "fine".into(), usage: Some(usage), finish_reason: Some("stop".into()), model: None })
     }
 
+    /// Stream attacks, chosen by the event's data (the test backend streams
+    /// the message back word by word): "mode:stream-spin" spins in the
+    /// parser; "mode:stream-usage-max" reports u32::MAX tokens.
     fn parse_stream_event(_event: String, data: String) -> Result<StreamEvent, PluginError> {
         if data.trim() == "[DONE]" {
             return Ok(StreamEvent::Done);
         }
-        Ok(StreamEvent::Delta(StreamDelta { text: "x".into(), usage: None, finish_reason: None }))
+        if data.contains("mode:stream-spin") {
+            let mut n: u64 = 0;
+            loop {
+                n = black_box(n.wrapping_add(1));
+            }
+        }
+        let usage =
+            data.contains("mode:stream-usage-max").then_some(Usage { input_tokens: u32::MAX, output_tokens: u32::MAX });
+        Ok(StreamEvent::Delta(StreamDelta { text: "x".into(), usage, finish_reason: None }))
     }
 }
 

@@ -9,7 +9,8 @@
 //! - "recurse-big-frames": recurses with frames on Rust's shadow stack
 //!   (runs off linear memory: a trap)
 //! - "oversize": returns an 8 MiB answer (output cap)
-//! - "nan", "inf-cost", "f1-out-of-range": a breakdown with a NaN total, an
+//! - "nan", "huge-total", "inf-cost", "f1-out-of-range": a breakdown with a
+//!   NaN total, a total of 1e308 (finite, but a batch's mean overflows), an
 //!   infinite raw cost, an F1 of 1.5 (the host's range checks)
 //! - "empty-strings": 600,000 empty format errors (counted per element)
 //! - "aliased": 2,500 format errors that all point at one 1 MiB buffer: 2.5 GB
@@ -81,6 +82,7 @@ fn behave(input: &ScoringInput) -> Result<RewardBreakdown, PluginError> {
         }
         "oversize" => answer = Some("x".repeat(8 << 20)),
         "nan" => total = f64::NAN,
+        "huge-total" => total = 1e308,
         "inf-cost" => raw_cost = f64::INFINITY,
         "f1-out-of-range" => f1 = 1.5,
         "empty-strings" => {
