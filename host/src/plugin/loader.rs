@@ -77,14 +77,12 @@ pub fn read(path: &Path) -> Result<Vec<u8>, Error> {
 /// swapped or grown after the check is still bounded.
 pub fn read_bounded(path: &Path, limit: u64) -> Result<Vec<u8>, Error> {
     use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
     let io = |source| Error::Read { path: path.to_path_buf(), source };
-    // Opening a FIFO for reading would block until a writer appears:
-    // look at the path's type first, then check the handle again.
-    let kind = std::fs::metadata(path).map_err(io)?.file_type();
-    if !kind.is_file() {
-        return Err(Error::NotAFile { path: path.to_path_buf(), what: file_kind(&kind) });
-    }
-    let file = std::fs::File::open(path).map_err(io)?;
+    // Opening a FIFO for reading would block until a writer appears: open
+    // without blocking (no effect on a regular file), then check the type
+    // on the handle, so a path swapped for a FIFO cannot hang a reload.
+    let file = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(path).map_err(io)?;
     let meta = file.metadata().map_err(io)?;
     if !meta.is_file() {
         return Err(Error::NotAFile { path: path.to_path_buf(), what: file_kind(&meta.file_type()) });
