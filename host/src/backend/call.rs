@@ -1,7 +1,12 @@
-//! One provider call: adapter builds the request, the host adds credentials
-//! and sends it, reads the reply (capped), the adapter parses it. Around it:
-//! per-model timeout, concurrency limit, retries with exponential backoff on
-//! 429 / 5xx / timeouts / connection errors, then the fallback model.
+//! One provider call: adapter builds the request, the host checks it
+//! (`outbound`), adds credentials and sends it, reads the reply (capped), the
+//! adapter parses it and the cost component prices it. Around it: per-model
+//! timeout, concurrency limit, retries with exponential backoff on 429 / 5xx /
+//! timeouts / connection errors / malformed replies, then the fallback model.
+//!
+//! Guest code (the adapter, the cost component) always runs on the blocking
+//! pool and holds the call's concurrency slot until it returns; every error
+//! and text handed back has the model's key redacted.
 
 use std::collections::HashSet;
 use std::pin::Pin;
@@ -403,15 +408,21 @@ impl Pool {
         .await
     }
 
-    /// A reply as the adapter reads it (off the async workers). Plugin
-    /// errors are returned as they are: their kind decides retry or not.
-    async fn parse_response(
+    /// A stream's error reply as the adapter reads it (off the async
+    /// workers, holding the call's slot). Plugin errors are returned as they
+    /// are: the caller takes the provider's message from a refusal.
+    async fn parse_error_reply(
         &self,
         backend: &Backend,
         response: HttpResponse,
+        permit: &Permit,
     ) -> Result<Result<Completion, plugin::Error>, BackendError> {
-        let adapter = backend.adapter.clone();
-        off_worker(backend.name(), move || Ok(adapter.parse_response(&response))).await
+        let (adapter, slot) = (backend.adapter.clone(), permit.clone());
+        off_worker(backend.name(), move || {
+            let _slot = slot;
+            Ok(adapter.parse_response(&response))
+        })
+        .await
     }
 
     /// One attempt: build (blocking pool), send, read the capped body, then
@@ -556,8 +567,10 @@ impl Pool {
         if !(200..300).contains(&status) {
             let headers = header_pairs(response.headers());
             let body = self.read_body(backend, response).await.map_err(|e| (e, None))?;
-            let parsed =
-                self.parse_response(backend, HttpResponse { status, headers, body }).await.map_err(|e| (e, None))?;
+            let parsed = self
+                .parse_error_reply(backend, HttpResponse { status, headers, body }, &permit)
+                .await
+                .map_err(|e| (e, None))?;
             let message = match parsed {
                 Err(plugin::Error::Rejected { error, .. }) => {
                     outbound::redact(&error.message, backend.api_key.as_deref())
