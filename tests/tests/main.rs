@@ -9,6 +9,7 @@ mod hostile;
 mod learned;
 mod onnx_policy;
 mod openai_client;
+mod pretrained;
 mod reference_plugins;
 mod sandbox;
 mod server;

@@ -15,6 +15,7 @@ pub mod config;
 pub mod env;
 pub mod export;
 pub mod generate;
+pub mod import_gguf;
 pub mod metrics;
 pub mod model;
 pub mod model_names;

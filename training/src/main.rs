@@ -46,6 +46,15 @@ struct Common {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Convert a llama.cpp GGUF file (Llama architecture; F32, F16, Q8_0, Q4_0, Q4_1 tensors)
+    /// into a Hugging Face snapshot: config.json, model.safetensors (f32), tokenizer files.
+    ImportGguf {
+        /// The .gguf file.
+        gguf: PathBuf,
+        /// The snapshot directory to write (replaced if it exists).
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Train a byte-level BPE tokenizer on the simulated world's corpus.
     Tokenizer {
         #[arg(long)]
@@ -255,6 +264,17 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().command {
+        Command::ImportGguf { gguf, out } => {
+            let imported = switchyard_train::import_gguf::import(&gguf, &out)?;
+            println!(
+                "{}: {} tensors, {} parameters, vocabulary {} -> {}",
+                gguf.display(),
+                imported.tensors,
+                imported.parameters,
+                imported.vocab,
+                out.display()
+            );
+        }
         Command::Tokenizer { out, vocab_size, common } => {
             let config = TrainConfig::load(common.config.as_deref())?;
             let env = Environment::new(config.env.clone(), common.plugins.as_deref())?;
