@@ -9,7 +9,7 @@
 //! parser, and the reference adapters' reply parsing through the component.
 
 use std::path::Path;
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 
 use crate::backend::SseParser;
 use crate::engine::protocol;
@@ -85,11 +85,10 @@ pub fn sse_parser(data: &[u8]) {
     assert_eq!(events, expected, "events differ when fed one byte at a time");
 }
 
+/// The reference adapters (each plugin keeps its runtime alive).
 struct Adapters {
     openai: Plugin<Adapter>,
     anthropic: Plugin<Adapter>,
-    // Kept alive with the plugins.
-    _runtime: Arc<Runtime>,
 }
 
 fn adapters() -> &'static Adapters {
@@ -104,7 +103,7 @@ fn adapters() -> &'static Adapters {
             Plugin::<Adapter>::load(&runtime, &path)
                 .unwrap_or_else(|e| panic!("{}: {e} (run scripts/setup to build the components)", path.display()))
         };
-        Adapters { openai: load("openai-chat"), anthropic: load("anthropic-messages"), _runtime: runtime.clone() }
+        Adapters { openai: load("openai-chat"), anthropic: load("anthropic-messages") }
     })
 }
 

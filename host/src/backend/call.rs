@@ -154,7 +154,7 @@ type Failure = (BackendError, Option<Duration>);
 
 /// A model's concurrency slot for one attempt, shared by the attempt and the
 /// blocking tasks running its guest code: released when the last lets go.
-type Permit = Arc<OwnedSemaphorePermit>;
+pub(super) type Permit = Arc<OwnedSemaphorePermit>;
 
 /// A reply as received, before the adapter reads it.
 struct Reply {
@@ -210,9 +210,9 @@ fn read_and_price(
                 retry_after,
             ));
         }
+        // The provider's own message (redacted with every error, in `with_retries`).
         Err(plugin::Error::Rejected { error, .. }) if !success => {
-            let message = outbound::redact(&error.message, key);
-            return Err((BackendError::Http { model: model.into(), status, message }, retry_after));
+            return Err((BackendError::Http { model: model.into(), status, message: error.message }, retry_after));
         }
         // A success status with a body the adapter cannot read: the reply
         // was cut or garbled on the way, so another attempt may succeed.
@@ -234,17 +234,22 @@ fn read_and_price(
 
 /// Run guest code on the blocking pool: a component that spins up to its
 /// deadline must not hold one of the async workers that serve `/healthz`
-/// and every other request.
-async fn off_worker<T: Send + 'static>(
+/// and every other request. The task holds `slot` (the call's concurrency
+/// slot) until the guest returns, even if the request is dropped meanwhile,
+/// so a model's `max_concurrency` bounds its guest calls, not only its
+/// requests.
+pub(super) async fn on_blocking_pool<T: Send + 'static>(
     model: &str,
-    f: impl FnOnce() -> Result<T, plugin::Error> + Send + 'static,
+    slot: Option<Permit>,
+    f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, BackendError> {
-    match tokio::task::spawn_blocking(f).await {
-        Ok(result) => result.map_err(|e| adapter_error(model, e)),
-        Err(e) => {
-            Err(BackendError::Adapter { model: model.to_string(), message: format!("the adapter task failed: {e}") })
-        }
-    }
+    let task = move || {
+        let _slot = slot;
+        f()
+    };
+    tokio::task::spawn_blocking(task)
+        .await
+        .map_err(|e| BackendError::Adapter { model: model.to_string(), message: format!("the guest task failed: {e}") })
 }
 
 /// Usage an adapter reports must fit the call: no more output than the
@@ -389,10 +394,7 @@ impl Pool {
         Ok(body)
     }
 
-    /// The adapter's HTTP request for `request` (built off the async workers).
-    /// The task holds the call's concurrency slot until the guest returns,
-    /// even if the request is dropped meanwhile: a model's `max_concurrency`
-    /// bounds its guest calls, not only its requests.
+    /// The adapter's HTTP request for `request`, built on the blocking pool.
     async fn build_request(
         &self,
         backend: &Backend,
@@ -400,29 +402,9 @@ impl Pool {
         permit: &Permit,
     ) -> Result<HttpRequest, BackendError> {
         let (adapter, request, base) = (backend.adapter.clone(), request.clone(), backend.config.endpoint.clone());
-        let permit = permit.clone();
-        off_worker(backend.name(), move || {
-            let _slot = permit;
-            adapter.build_request(&request, &base)
-        })
-        .await
-    }
-
-    /// A stream's error reply as the adapter reads it (off the async
-    /// workers, holding the call's slot). Plugin errors are returned as they
-    /// are: the caller takes the provider's message from a refusal.
-    async fn parse_error_reply(
-        &self,
-        backend: &Backend,
-        response: HttpResponse,
-        permit: &Permit,
-    ) -> Result<Result<Completion, plugin::Error>, BackendError> {
-        let (adapter, slot) = (backend.adapter.clone(), permit.clone());
-        off_worker(backend.name(), move || {
-            let _slot = slot;
-            Ok(adapter.parse_response(&response))
-        })
-        .await
+        on_blocking_pool(backend.name(), Some(permit.clone()), move || adapter.build_request(&request, &base))
+            .await?
+            .map_err(|e| adapter_error(backend.name(), e))
     }
 
     /// One attempt: build (blocking pool), send, read the capped body, then
@@ -446,18 +428,10 @@ impl Pool {
         let body = self.read_body(backend, response).await.map_err(|e| (e, None))?;
         let latency = started.elapsed();
         let reply = Reply { status, headers, body, retry_after, latency };
-        let (pricer, backend, request, slot) = (self.pricer(), backend.clone(), request.clone(), permit.clone());
-        let task = move || {
-            let _slot = slot;
-            read_and_price(&pricer, &backend, &request, reply)
-        };
-        match tokio::task::spawn_blocking(task).await {
-            Ok(result) => result,
-            Err(e) => Err((
-                BackendError::Adapter { model: model.to_string(), message: format!("the reply task failed: {e}") },
-                None,
-            )),
-        }
+        let (pricer, backend, request) = (self.pricer(), backend.clone(), request.clone());
+        on_blocking_pool(&model, Some(permit.clone()), move || read_and_price(&pricer, &backend, &request, reply))
+            .await
+            .map_err(|e| (e, None))?
     }
 
     /// Try `name`, then its fallback chain: per backend up to `1 + retries`
@@ -567,14 +541,14 @@ impl Pool {
         if !(200..300).contains(&status) {
             let headers = header_pairs(response.headers());
             let body = self.read_body(backend, response).await.map_err(|e| (e, None))?;
-            let parsed = self
-                .parse_error_reply(backend, HttpResponse { status, headers, body }, &permit)
+            let adapter = backend.adapter.clone();
+            let response = HttpResponse { status, headers, body };
+            let parsed = on_blocking_pool(&model, Some(permit.clone()), move || adapter.parse_response(&response))
                 .await
                 .map_err(|e| (e, None))?;
+            // The provider's own message (redacted with every error, in `with_retries`).
             let message = match parsed {
-                Err(plugin::Error::Rejected { error, .. }) => {
-                    outbound::redact(&error.message, backend.api_key.as_deref())
-                }
+                Err(plugin::Error::Rejected { error, .. }) => error.message,
                 _ => "error status".into(),
             };
             return Err((BackendError::Http { model, status, message }, retry_after));
@@ -702,9 +676,7 @@ impl StreamState {
                 .push_back(Err(BackendError::Adapter { model, message: "the adapter instance was lost".into() }));
             return;
         };
-        let slot = self.permit.clone();
-        let task = tokio::task::spawn_blocking(move || {
-            let _slot = slot;
+        let task = on_blocking_pool(&model, Some(self.permit.clone()), move || {
             let mut parsed = Vec::with_capacity(events.len());
             for (event, data) in &events {
                 let result = adapter.parse_stream_event(event, data);
@@ -721,9 +693,7 @@ impl StreamState {
                 self.adapter = Some(adapter);
                 self.parsed.extend(parsed.into_iter().map(|r| r.map_err(|e| reply_error(&model, e))));
             }
-            Err(e) => self
-                .parsed
-                .push_back(Err(BackendError::Adapter { model, message: format!("the adapter task failed: {e}") })),
+            Err(e) => self.parsed.push_back(Err(e)),
         }
     }
 

@@ -79,7 +79,7 @@ pub fn check_endpoint(endpoint: &str) -> Result<Url, String> {
     if url.query().is_some() || url.fragment().is_some() {
         return Err(format!("`{endpoint}` has a query or fragment; an endpoint is a base URL"));
     }
-    encoded_separator(&url).map_or(Ok(url), Err)
+    ambiguous_path(&url).map_or(Ok(url), Err)
 }
 
 /// The path segments of `url`, without the empty one a trailing slash adds.
@@ -94,7 +94,7 @@ fn segments(url: &Url) -> Vec<&str> {
 /// What a server might still decode into another path after our check:
 /// encoded separators or dots, path parameters (`..;/` is `../` to Tomcat
 /// and Spring), and segments that start with `..`.
-fn encoded_separator(url: &Url) -> Option<String> {
+fn ambiguous_path(url: &Url) -> Option<String> {
     let path = url.path().to_ascii_lowercase();
     if let Some(e) = ["%2f", "%5c", "%2e", ";"].iter().find(|e| path.contains(*e)) {
         return Some(format!("the path of `{url}` contains `{e}`, an encoded separator, dot or path parameter"));
@@ -123,7 +123,7 @@ pub fn check_url(endpoint: &Url, url: &str) -> Result<Url, String> {
     if parsed.fragment().is_some() {
         return Err(format!("request URL `{url}` has a fragment"));
     }
-    if let Some(reason) = encoded_separator(&parsed) {
+    if let Some(reason) = ambiguous_path(&parsed) {
         return Err(reason);
     }
     let (base, path) = (segments(endpoint), segments(&parsed));

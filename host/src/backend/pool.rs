@@ -155,13 +155,7 @@ impl Pool {
     /// sandbox has checked the value: finite, in [0, `MAX_CALL_COST_USD`].
     pub async fn price(&self, backend: &Arc<Backend>, usage: Usage, latency: Duration) -> Result<f64, BackendError> {
         let (pricer, priced) = (self.pricer(), backend.clone());
-        match tokio::task::spawn_blocking(move || pricer.price(&priced, usage, latency)).await {
-            Ok(result) => result,
-            Err(e) => Err(BackendError::Cost {
-                model: backend.name().to_string(),
-                message: format!("the pricing task failed: {e}"),
-            }),
-        }
+        super::call::on_blocking_pool(backend.name(), None, move || pricer.price(&priced, usage, latency)).await?
     }
 
     /// Ask model `name` the router's sub-query `query`. Never fails: a

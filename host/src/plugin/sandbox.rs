@@ -76,7 +76,7 @@ fn outcome<R: GuestOutput>(
 
 /// Cut `message` to at most `limit` bytes (at a character boundary) and say
 /// how much was dropped, so an operator knows the text is not whole.
-pub(crate) fn truncate_message(message: &mut String, limit: usize) {
+fn truncate_message(message: &mut String, limit: usize) {
     if message.len() <= limit {
         return;
     }

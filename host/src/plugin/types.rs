@@ -392,7 +392,7 @@ impl GuestOutput for RewardBreakdown {
     /// sums and means over a batch cannot overflow either.
     fn validate(&self) -> Result<(), String> {
         let unit = |x: f64| (0.0..=1.0).contains(&x);
-        let checks: [(&str, f64, bool, &str); 8] = [
+        let checks = [
             ("format", self.format, (-1.0..=0.0).contains(&self.format), "in [-1, 0]"),
             ("exact-match", self.exact_match, self.exact_match == 0.0 || self.exact_match == 1.0, "0 or 1"),
             ("f1", self.f1, unit(self.f1), "in [0, 1]"),
@@ -400,13 +400,14 @@ impl GuestOutput for RewardBreakdown {
             ("raw-cost", self.raw_cost, (0.0..=MAX_RAW_COST_USD).contains(&self.raw_cost), "in [0, 1e9]"),
             ("cost-score", self.cost_score, unit(self.cost_score), "in [0, 1]"),
             ("total", self.total, (-1.0..=1.0).contains(&self.total), "in [-1, 1]"),
-            ("format-errors", 0.0, self.format != 0.0 || self.format_errors.is_empty(), "empty when format is 0"),
         ];
-        match checks.iter().find(|(_, _, ok, _)| !ok) {
-            None => Ok(()),
-            Some(("format-errors", ..)) => Err("`format-errors` must be empty when `format` is 0".into()),
-            Some((field, value, _, range)) => Err(format!("`{field}` must be {range}, got {value}")),
+        if let Some((field, value, _, range)) = checks.iter().find(|(_, _, ok, _)| !ok) {
+            return Err(format!("`{field}` must be {range}, got {value}"));
         }
+        if self.format == 0.0 && !self.format_errors.is_empty() {
+            return Err("`format-errors` must be empty when `format` is 0".into());
+        }
+        Ok(())
     }
 }
 
