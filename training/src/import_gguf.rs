@@ -276,7 +276,14 @@ const CONTROL: i64 = 3;
 
 fn special_tokens(meta: &Metadata, tokens: &[String]) -> Result<Vec<(usize, String)>, ImportError> {
     let types = meta.integers("tokenizer.ggml.token_type").unwrap_or_default();
-    Ok(types.iter().enumerate().filter(|(_, t)| **t == CONTROL).map(|(i, _)| (i, tokens[i].clone())).collect())
+    // A malformed file may list more types than tokens: those have no token to mark.
+    Ok(types
+        .iter()
+        .zip(tokens)
+        .enumerate()
+        .filter(|(_, (t, _))| **t == CONTROL)
+        .map(|(i, (_, token))| (i, token.clone()))
+        .collect())
 }
 
 /// The pre-tokeniser llama.cpp names in `tokenizer.ggml.pre`, as Hugging
