@@ -109,7 +109,7 @@ fn build_in(dir: tempfile::TempDir, seed: i64, layer_scale: f64, config: fn(i64)
         model
     };
     switchyard_train::checkpoint::write_model_dir(&source, &model, &tokenizer).expect("the model directory is written");
-    switchyard_train::export::export_dir(&model, &source, &export, false).expect("the model exports");
+    switchyard_train::export::export_dir(&model, &[&source], &export, false).expect("the model exports");
     RouterFixture { export, source, _dir: dir }
 }
 

@@ -346,7 +346,7 @@ fn every_malformed_or_missing_model_file_is_a_clear_error_at_load() {
     // External weights that went missing.
     let dir = router::scratch_dir();
     let model = fixture.model();
-    switchyard_train::export::export_dir(&model, &fixture.source, dir.path(), true).unwrap();
+    switchyard_train::export::export_dir(&model, &[&fixture.source], dir.path(), true).unwrap();
     assert!(load(dir.path()).vocab > 0, "the external-data export loads");
     std::fs::remove_file(dir.path().join("model.onnx_data")).unwrap();
     check(dir.path(), "model.onnx", "cannot load the graph");
@@ -374,7 +374,7 @@ fn a_router_trained_on_its_own_prompt_reads_listings_with_it_wherever_it_is_expo
     }
     std::fs::write(source.path().join(ROUTER_PROMPT_FILE), BY_DOMAIN_TEMPLATE).unwrap();
     let out = router::scratch_dir();
-    switchyard_train::export::export_dir(&fixture.model(), source.path(), out.path(), false).unwrap();
+    switchyard_train::export::export_dir(&fixture.model(), &[source.path()], out.path(), false).unwrap();
     assert_eq!(std::fs::read_to_string(out.path().join(ROUTER_PROMPT_FILE)).unwrap(), BY_DOMAIN_TEMPLATE);
 
     let prompt_of = |options: &RouterOptions| {

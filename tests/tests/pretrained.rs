@@ -18,7 +18,7 @@ fn the_imported_base_answers_the_golden_question_alike_through_tch_and_onnx() {
     assert!(base.join("model.safetensors").exists(), "{} is missing: run scripts/setup", base.display());
     let export = tempfile::tempdir().unwrap();
     let tch_model = Transformer::load(&base, tch::Device::Cpu).unwrap();
-    switchyard_train::export::export_dir(&tch_model, &base, export.path(), false).unwrap();
+    switchyard_train::export::export_dir(&tch_model, &[&base], export.path(), false).unwrap();
 
     // ONNX Runtime, with the model's own chat template (ChatML).
     let options = ModelOptions {

@@ -4,7 +4,7 @@
 //! predicts it, so the shifted masks line up with the logits of positions 0..len-1.
 //! Invariant: padding, prompt and inserted information tokens have mask 0 everywhere.
 //! Sampled under a grammar, a target also carries the mask it was drawn under
-//! ([`Batch::with_masks`]); [`Batch::constrain`] applies it, so log-probabilities, ratios,
+//! ([`Batch::with_masks`]); [`Batch::action_logprobs`] applies it, so log-probabilities, ratios,
 //! the KL and the entropy are those of the distribution the rollout sampled from.
 
 use std::sync::Arc;
@@ -12,6 +12,7 @@ use std::sync::Arc;
 use tch::{Device, Kind, Tensor};
 
 use crate::generate::{allow_list_bias, column_index, forbidden_bias, forbidden_bits};
+use crate::model::Transformer;
 use switchyard::engine::grammar::TagTokens;
 use switchyard::engine::protocol_grammar::Mask;
 
@@ -87,53 +88,64 @@ impl Batch {
         self
     }
 
-    /// The logits of positions 0..len-1 `[batch, len - 1, vocab]`, with the sampling bias added
-    /// where the batch has one.
-    pub fn constrain(&self, logits: &Tensor) -> Tensor {
-        self.constrain_rows(logits, 0, self.targets.size()[0])
-    }
-
-    /// [`Batch::constrain`] for the logits of rows `start..start + size` (a mini-batch).
-    pub fn constrain_rows(&self, logits: &Tensor, start: i64, size: i64) -> Tensor {
+    /// Log-probabilities of the policy-written targets of rows `start..start + size`, and
+    /// (when asked) the entropy of each such position's distribution, both `[size, len - 1]`
+    /// with 0 at every other position.
+    ///
+    /// `hidden` holds those rows' final hidden states `[size, len, hidden]`. The LM head runs
+    /// at the policy-written positions only — a router writes a fifth of its tokens, and the
+    /// head over a 49k vocabulary costs a quarter of a 135M model's forward pass — at
+    /// `temperature`, with the bias each target was sampled under added (so the distribution
+    /// is the one the rollout drew from).
+    pub fn action_logprobs(
+        &self,
+        model: &Transformer,
+        hidden: &Tensor,
+        start: i64,
+        size: i64,
+        temperature: f64,
+        with_entropy: bool,
+    ) -> (Tensor, Option<Tensor>) {
         let n = self.targets.size()[1];
-        let logits = logits.narrow(1, 0, n);
-        let logits = match &self.forbidden {
-            Some((columns, bias)) => logits.index_add(2, columns, &bias.narrow(0, start, size)),
-            None => logits,
-        };
-        let only: Vec<&(i64, i64, Arc<[u32]>)> =
-            self.only.iter().filter(|(row, _, _)| (start..start + size).contains(row)).collect();
-        if only.is_empty() {
-            return logits;
+        let device = hidden.device();
+        let mask = self.action_mask.narrow(0, start, size).reshape([-1]);
+        let at = mask.nonzero().squeeze_dim(1);
+        let width = hidden.size()[2];
+        let h = hidden.narrow(1, 0, n).reshape([size * n, width]).index_select(0, &at);
+        let mut logits = model.lm_head(&h) / temperature;
+        if let Some((columns, bias)) = &self.forbidden {
+            let columns_n = columns.size()[0];
+            let b = bias.narrow(0, start, size).reshape([size * n, columns_n]).index_select(0, &at);
+            logits = logits.index_add(1, columns, &b);
         }
-        let vocab = logits.size()[2];
-        let lists: Vec<&[u32]> = only.iter().map(|(_, _, ids)| &ids[..]).collect();
-        let bias = allow_list_bias(&lists, vocab, logits.device());
-        let at: Vec<i64> = only.iter().map(|(row, t, _)| (row - start) * n + t).collect();
-        let at = Tensor::from_slice(&at).to_device(logits.device());
-        logits.reshape([size * n, vocab]).index_add(0, &at, &bias).view([size, n, vocab])
+        // The allow-listed targets among those positions (`at` is in row-major order).
+        let positions: Vec<i64> = Vec::try_from(at.to_device(Device::Cpu)).unwrap_or_default();
+        let (rows, lists): (Vec<i64>, Vec<&[u32]>) = self
+            .only
+            .iter()
+            .filter(|(row, _, _)| (start..start + size).contains(row))
+            .filter_map(|(row, t, ids)| {
+                positions.binary_search(&((row - start) * n + t)).ok().map(|k| (k as i64, &ids[..]))
+            })
+            .unzip();
+        if !rows.is_empty() {
+            let bias = allow_list_bias(&lists, logits.size()[1], device);
+            logits = logits.index_add(0, &Tensor::from_slice(&rows).to_device(device), &bias);
+        }
+        let logp = logits.log_softmax(-1, Kind::Float);
+        let targets = self.targets.narrow(0, start, size).reshape([-1]).index_select(0, &at);
+        let taken = logp.gather(-1, &targets.unsqueeze(-1), false).squeeze_dim(-1);
+        let spread = |values: &Tensor| {
+            Tensor::zeros([size * n], (Kind::Float, device)).index_copy(0, &at, values).view([size, n])
+        };
+        let entropy = with_entropy.then(|| spread(&-(logp.exp() * &logp).sum_dim_intlist(-1, false, Kind::Float)));
+        (spread(&taken), entropy)
     }
 
     /// Number of policy-written target tokens.
     pub fn actions(&self) -> f64 {
         self.action_mask.sum(Kind::Float).double_value(&[])
     }
-}
-
-/// Log-probability of each target under `logits` `[batch, len, vocab]`, `[batch, len - 1]`.
-pub fn logprobs(logits: &Tensor, targets: &Tensor) -> Tensor {
-    let n = targets.size()[1];
-    let logp = logits.narrow(1, 0, n).log_softmax(-1, Kind::Float);
-    logp.gather(-1, &targets.unsqueeze(-1), false).squeeze_dim(-1)
-}
-
-/// [`logprobs`], and the entropy of each position's distribution.
-pub fn logprobs_and_entropy(logits: &Tensor, targets: &Tensor) -> (Tensor, Tensor) {
-    let n = targets.size()[1];
-    let logp = logits.narrow(1, 0, n).log_softmax(-1, Kind::Float);
-    let taken = logp.gather(-1, &targets.unsqueeze(-1), false).squeeze_dim(-1);
-    let entropy = -(logp.exp() * &logp).sum_dim_intlist(-1, false, Kind::Float);
-    (taken, entropy)
 }
 
 /// Mean of `x` over the positions where `mask` is 1.
@@ -161,22 +173,39 @@ mod tests {
         )
     }
 
+    /// A model whose LM head gives every token the same logit on zero hidden states.
+    fn uniform_head() -> (Transformer, i64) {
+        let config = crate::model::Config {
+            hidden_size: 8,
+            intermediate_size: 16,
+            num_hidden_layers: 1,
+            num_attention_heads: 2,
+            num_key_value_heads: 1,
+            ..crate::model::Config::tiny(16)
+        };
+        (Transformer::new(config, Device::Cpu).unwrap(), 8)
+    }
+
+    fn close(a: f64, b: f64) -> bool {
+        (a - b).abs() < 1e-5
+    }
+
     #[test]
     fn forbidden_bits_mask_the_logits_that_sampled_each_token() {
         let tags = tags();
+        let (model, width) = uniform_head();
         let tokens: [i64; 4] = [1, 2, 7, 9];
         let generated = [false, true, true, true];
-        // Token 2 (the third) was sampled with column 0 (id 3) forbidden.
+        // Token 7 (the third) was sampled with column 0 (id 3) forbidden.
         let masks = [0u32, 0, 1, 0].map(Mask::Forbid);
         let batch = Batch::new(&[(&tokens, &generated)], 0, Device::Cpu).with_masks(&tags, &[&masks]);
-        let logits = Tensor::zeros([1, 4, 16], (Kind::Float, Device::Cpu));
-        let logp = batch.constrain(&logits).log_softmax(-1, Kind::Float);
-        // Target position 1 predicts token 2: id 3 has no probability there, and only there.
-        assert!(logp.double_value(&[0, 1, 3]) < -1e8);
-        assert!(logp.double_value(&[0, 0, 3]) > -10.0 && logp.double_value(&[0, 2, 3]) > -10.0);
-        // Entropy stays finite under the mask.
-        let (_, entropy) = logprobs_and_entropy(&batch.constrain(&logits), &batch.targets);
-        assert!(entropy.isfinite().all().int64_value(&[]) == 1);
+        let hidden = Tensor::zeros([1, 4, width], (Kind::Float, Device::Cpu));
+        let (logp, entropy) = batch.action_logprobs(&model, &hidden, 0, 1, 1.0, true);
+        let entropy = entropy.unwrap();
+        // Target position 1 predicts token 7 from 15 tokens; positions 0 and 2 from all 16.
+        assert!(close(logp.double_value(&[0, 1]), -(15f64.ln())));
+        assert!(close(logp.double_value(&[0, 0]), -(16f64.ln())) && close(logp.double_value(&[0, 2]), -(16f64.ln())));
+        assert!(close(entropy.double_value(&[0, 1]), 15f64.ln()) && close(entropy.double_value(&[0, 2]), 16f64.ln()));
         // Without bits, no constraint.
         let plain = Batch::new(&[(&tokens, &generated)], 0, Device::Cpu).with_masks(&tags, &[&[Mask::FREE; 4]]);
         assert!(plain.forbidden.is_none() && plain.only.is_empty());
@@ -185,6 +214,7 @@ mod tests {
     #[test]
     fn an_allow_list_leaves_only_its_tokens_at_the_position_that_sampled_with_it() {
         let tags = tags();
+        let (model, width) = uniform_head();
         let tokens: [i64; 4] = [1, 2, 7, 9];
         let generated = [false, true, true, true];
         // Row 1's token 9 (its fourth) was drawn from {9, 12} only.
@@ -192,18 +222,35 @@ mod tests {
         let rows: [&[Mask]; 2] = [&[Mask::FREE; 4], &[Mask::FREE, Mask::FREE, Mask::FREE, only]];
         let batch =
             Batch::new(&[(&tokens, &generated), (&tokens, &generated)], 0, Device::Cpu).with_masks(&tags, &rows);
-        let logits = Tensor::zeros([2, 4, 16], (Kind::Float, Device::Cpu));
-        let logp = batch.constrain(&logits).log_softmax(-1, Kind::Float);
+        let hidden = Tensor::zeros([2, 4, width], (Kind::Float, Device::Cpu));
+        let (logp, _) = batch.action_logprobs(&model, &hidden, 0, 2, 1.0, false);
         // Position 2 of row 1 predicts token 9: two tokens share its mass.
-        assert!((logp.double_value(&[1, 2, 9]) - 0.5f64.ln()).abs() < 1e-6);
-        assert!(logp.double_value(&[1, 2, 0]) < -1e8);
+        assert!(close(logp.double_value(&[1, 2]), 0.5f64.ln()));
         // Elsewhere, and in row 0, the distribution is untouched.
-        assert!((logp.double_value(&[0, 2, 9]) - (1.0f64 / 16.0).ln()).abs() < 1e-6);
-        assert!((logp.double_value(&[1, 1, 9]) - (1.0f64 / 16.0).ln()).abs() < 1e-6);
+        assert!(close(logp.double_value(&[0, 2]), -(16f64.ln())));
+        assert!(close(logp.double_value(&[1, 1]), -(16f64.ln())));
         // A mini-batch of row 1 alone sees the same.
-        let mb = batch.constrain_rows(&logits.narrow(0, 1, 1), 1, 1).log_softmax(-1, Kind::Float);
-        assert!((mb.double_value(&[0, 2, 9]) - 0.5f64.ln()).abs() < 1e-6);
-        assert!(batch.constrain_rows(&logits.narrow(0, 0, 1), 0, 1).equal(&logits.narrow(0, 0, 1).narrow(1, 0, 3)));
+        let (mb, _) = batch.action_logprobs(&model, &hidden.narrow(0, 1, 1), 1, 1, 1.0, false);
+        assert!(close(mb.double_value(&[0, 2]), 0.5f64.ln()));
+    }
+
+    #[test]
+    fn only_policy_written_targets_are_scored_and_the_rest_stay_zero() {
+        let (model, width) = uniform_head();
+        let tokens: [i64; 5] = [1, 2, 7, 9, 4];
+        // The prompt (1, 2) and an inserted information token (9) carry no loss.
+        let generated = [false, false, true, false, true];
+        let batch = Batch::new(&[(&tokens, &generated), (&tokens[..3], &generated[..3])], 0, Device::Cpu);
+        tch::manual_seed(5);
+        let hidden = Tensor::randn([2, 5, width], (Kind::Float, Device::Cpu));
+        let (logp, _) = batch.action_logprobs(&model, &hidden, 0, 2, 0.7, false);
+        let full = (model.lm_head(&hidden) / 0.7).log_softmax(-1, Kind::Float);
+        for (row, t) in [(0, 1), (0, 3), (1, 1)] {
+            let target = tokens[t as usize + 1];
+            assert!(close(logp.double_value(&[row, t]), full.double_value(&[row, t, target])), "{row} {t}");
+        }
+        let scored = logp.ne(0.0).sum(Kind::Int64).int64_value(&[]);
+        assert_eq!(scored, 3, "prompt, information and padding targets are left at 0");
     }
 
     #[test]

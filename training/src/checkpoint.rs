@@ -5,7 +5,9 @@
 //! runs/<name>/metrics.jsonl        one line per step
 //! runs/<name>/plots/*.png          curves of the metrics
 //! runs/<name>/checkpoints/step-N/  a loadable model directory (config.json, model.safetensors,
-//!                                  tokenizer.json, tokenizer_config.json, generation_config.json)
+//!                                  tokenizer.json, tokenizer_config.json, generation_config.json;
+//!                                  a LoRA run writes its adapter instead of the weights:
+//!                                  adapter_config.json, adapter_model.safetensors, base.json)
 //!                                  plus optimizer.safetensors, value_head.safetensors, state.json
 //! runs/<name>/final -> the last checkpoint's model files
 //! ```
@@ -20,6 +22,7 @@ use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use crate::lora;
 use crate::model::Transformer;
 use crate::tokenizer::{END_OF_TURN, PAD_TOKEN, RouterTokenizer};
 use switchyard::engine::protocol;
@@ -154,15 +157,20 @@ impl RunDir {
         let out = self.root.join("final");
         let _ = std::fs::remove_dir_all(&out);
         std::fs::create_dir_all(&out)?;
-        for f in
-            ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "generation_config.json"]
-        {
-            std::fs::copy(checkpoint.join(f), out.join(f))
-                .with_context(|| format!("copying {f} to {}", out.display()))?;
-        }
-        if checkpoint.join(ROUTER_PROMPT_FILE).is_file() {
-            std::fs::copy(checkpoint.join(ROUTER_PROMPT_FILE), out.join(ROUTER_PROMPT_FILE))
-                .with_context(|| format!("copying {ROUTER_PROMPT_FILE} to {}", out.display()))?;
+        // A fully fine-tuned model's weights, or a LoRA run's adapter.
+        let weights: &[&str] = if checkpoint.join(lora::CONFIG_FILE).is_file() {
+            &[lora::CONFIG_FILE, lora::WEIGHTS_FILE, lora::BASE_FILE]
+        } else {
+            &["config.json", "model.safetensors"]
+        };
+        let always = ["tokenizer.json", "tokenizer_config.json", "generation_config.json"];
+        for f in weights.iter().chain(&always).chain(&[ROUTER_PROMPT_FILE]) {
+            let from = checkpoint.join(f);
+            // base.json and the router prompt are optional; the rest must be there.
+            if !from.is_file() && (*f == lora::BASE_FILE || *f == ROUTER_PROMPT_FILE) {
+                continue;
+            }
+            std::fs::copy(&from, out.join(f)).with_context(|| format!("copying {f} to {}", out.display()))?;
         }
         Ok(out)
     }

@@ -7,6 +7,7 @@ use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
 use crate::env::EnvOptions;
+use crate::lora::LoraOptions;
 use crate::model::Config as ModelConfig;
 use crate::rl::RlOptions;
 use crate::sft::SftOptions;
@@ -48,6 +49,43 @@ impl ModelSize {
     }
 }
 
+/// The dtype the trunk computes in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// bfloat16 where the device computes it natively (a CUDA GPU, or a CPU with AVX-512 BF16
+    /// or AMX) and the base is frozen (LoRA); float32 otherwise.
+    #[default]
+    Auto,
+    Bf16,
+    F32,
+}
+
+impl Precision {
+    /// Whether to compute in bfloat16 on `device`, for a model with (`lora`) or without a
+    /// frozen base.
+    pub fn bf16(self, device: tch::Device, lora: bool) -> anyhow::Result<bool> {
+        match self {
+            Precision::F32 => Ok(false),
+            Precision::Bf16 => {
+                anyhow::ensure!(lora, "precision = \"bf16\" needs LoRA (a frozen base); full fine-tuning stays f32");
+                Ok(true)
+            }
+            Precision::Auto => Ok(lora && (device.is_cuda() || cpu_has_native_bf16())),
+        }
+    }
+}
+
+/// Does this CPU compute bfloat16 natively (AVX-512 BF16 or AMX)? Without it libtorch emulates
+/// bfloat16 and is slower than float32.
+pub fn cpu_has_native_bf16() -> bool {
+    std::fs::read_to_string("/proc/cpuinfo").is_ok_and(|info| {
+        info.lines()
+            .find(|l| l.starts_with("flags"))
+            .is_some_and(|l| l.split_whitespace().any(|f| f == "avx512_bf16" || f == "amx_bf16"))
+    })
+}
+
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TrainConfig {
@@ -55,6 +93,10 @@ pub struct TrainConfig {
     /// The model the run starts from (and, for RL, the frozen KL reference); none = scratch.
     pub init: Option<std::path::PathBuf>,
     pub model: ModelSize,
+    /// Train a LoRA adapter on a frozen base instead of every weight (`[lora]`; absent = full
+    /// fine-tuning).
+    pub lora: Option<LoraOptions>,
+    pub precision: Precision,
     pub env: EnvOptions,
     pub sft: SftOptions,
     pub rl: RlOptions,

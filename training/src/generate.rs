@@ -16,9 +16,10 @@
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
+use std::cell::RefCell;
 use std::sync::Arc;
 
-use crate::model::{Transformer, position_ids};
+use crate::model::{LayerCache, Transformer, position_ids};
 use crate::tokenizer::RouterTokenizer;
 use switchyard::engine::answer_spans::Evidence;
 use switchyard::engine::grammar::TagTokens;
@@ -182,6 +183,16 @@ pub fn column_index(tags: &TagTokens, device: tch::Device) -> Tensor {
     Tensor::from_slice(&ids).to_device(device)
 }
 
+/// The keys and values of a token prefix every context of a batch starts with (the router
+/// prompt up to the question, within a rollout step), computed once for one row.
+pub struct PrefixCache {
+    tokens: Vec<i64>,
+    past: Vec<LayerCache>,
+}
+
+/// Contexts share a prefix worth encoding once when it is at least this long.
+const MIN_SHARED_PREFIX: usize = 16;
+
 /// Generate a continuation of each turn's context.
 pub fn generate(
     model: &Transformer,
@@ -189,23 +200,67 @@ pub fn generate(
     turns: &[TurnInput],
     sampling: &Sampling,
 ) -> anyhow::Result<Vec<Generated>> {
+    generate_sharing_prefix(model, tokenizer, turns, sampling, &RefCell::new(None))
+}
+
+/// [`generate`], encoding the prefix all contexts share once: when `prefix` holds one the
+/// contexts all start with (from an earlier turn of the same step), its cache is reused; else
+/// the batch's longest common prefix is encoded for one row, kept in `prefix`, and its cache
+/// repeated for every row. Each row's remaining tokens follow, left-padded between prefix and
+/// suffix (the attention mask and position ids skip the padding, so every row computes what it
+/// computes alone).
+pub fn generate_sharing_prefix(
+    model: &Transformer,
+    tokenizer: &RouterTokenizer,
+    turns: &[TurnInput],
+    sampling: &Sampling,
+    prefix: &RefCell<Option<PrefixCache>>,
+) -> anyhow::Result<Vec<Generated>> {
     let contexts: Vec<&[i64]> = turns.iter().map(|t| t.context.as_slice()).collect();
     let batch = contexts.len();
     if batch == 0 {
         return Ok(Vec::new());
     }
     let device = model.device();
-    let width = contexts.iter().map(|c| c.len()).max().unwrap_or(0).max(1);
+    // Every row keeps at least one token of its own, whose logits start its turn.
+    let shortest = contexts.iter().map(|c| c.len()).min().unwrap_or(0);
+    let common = contexts[0]
+        .iter()
+        .enumerate()
+        .take_while(|(i, t)| contexts.iter().all(|c| c.get(*i) == Some(t)))
+        .count()
+        .min(shortest.saturating_sub(1));
+    let shared: Option<(usize, Vec<LayerCache>)> = if batch > 1 && common >= MIN_SHARED_PREFIX {
+        let mut cached = prefix.borrow_mut();
+        let reusable = cached.as_ref().is_some_and(|p| p.tokens.len() <= common && contexts[0].starts_with(&p.tokens));
+        if !reusable {
+            let ids = Tensor::from_slice(&contexts[0][..common]).view([1, common as i64]).to_device(device);
+            let ones = Tensor::ones([1, common as i64], (Kind::Int64, device));
+            let past = tch::no_grad(|| model.forward(&ids, &ones, &position_ids(&ones), &[]).present);
+            *cached = Some(PrefixCache { tokens: contexts[0][..common].to_vec(), past });
+        }
+        cached.as_ref().map(|p| {
+            let rows = [batch as i64, 1, 1, 1];
+            (p.tokens.len(), p.past.iter().map(|(k, v)| (k.repeat(rows), v.repeat(rows))).collect())
+        })
+    } else {
+        None
+    };
+    let skip = shared.as_ref().map_or(0, |(n, _)| *n);
+    let width = contexts.iter().map(|c| c.len() - skip).max().unwrap_or(0).max(1);
     let mut ids = Vec::with_capacity(batch * width);
-    let mut mask = Vec::with_capacity(batch * width);
-    for c in contexts {
-        let pad = width - c.len();
-        ids.extend(std::iter::repeat_n(tokenizer.pad_id, pad).chain(c.iter().copied()));
-        mask.extend(std::iter::repeat_n(0i64, pad).chain(std::iter::repeat_n(1, c.len())));
+    let mut mask = Vec::with_capacity(batch * (skip + width));
+    for c in &contexts {
+        let own = &c[skip..];
+        let pad = width - own.len();
+        ids.extend(std::iter::repeat_n(tokenizer.pad_id, pad).chain(own.iter().copied()));
+        mask.extend(
+            std::iter::repeat_n(1i64, skip).chain(std::iter::repeat_n(0, pad)).chain(std::iter::repeat_n(1, own.len())),
+        );
     }
-    let shape = [batch as i64, width as i64];
-    let ids = Tensor::from_slice(&ids).view(shape).to_device(device);
-    let mut mask = Tensor::from_slice(&mask).view(shape).to_device(device);
+    let ids = Tensor::from_slice(&ids).view([batch as i64, width as i64]).to_device(device);
+    let mut mask = Tensor::from_slice(&mask).view([batch as i64, (skip + width) as i64]).to_device(device);
+    let past = shared.map(|(_, past)| past).unwrap_or_default();
     let mut rows: Vec<Generated> =
         vec![Generated { tokens: Vec::new(), text: String::new(), stopped: false, masks: Vec::new() }; batch];
     let mut done = vec![false; batch];
@@ -214,7 +269,8 @@ pub fn generate(
     let mut states: Vec<TurnState> = turns.iter().map(|t| TurnState::new(t.rules(sampling))).collect();
     let columns = constrained.then(|| column_index(tags, device));
     tch::no_grad(|| -> anyhow::Result<()> {
-        let out = model.forward(&ids, &mask, &position_ids(&mask), &[]);
+        let positions = position_ids(&mask).narrow(1, skip as i64, width as i64);
+        let out = model.forward(&ids, &mask, &positions, &past);
         let mut past = out.present;
         let mut logits = out.logits.select(1, -1);
         let mut next_position = mask.sum_dim_intlist(1, false, Kind::Int64);
@@ -452,6 +508,47 @@ mod tests {
             }
         }
         assert!(answers >= 4, "the final turns answer: {answers}");
+    }
+
+    /// Rows sharing a long prefix decode with it encoded once, and reused on a later call,
+    /// exactly as each row decodes alone.
+    #[test]
+    fn a_shared_prefix_encoded_once_decodes_as_each_row_alone() {
+        let t = tokenizer();
+        tch::manual_seed(5);
+        let m = small_model(&t);
+        crate::model::perturb(&m, 1.0);
+        let prompt = t.encode(&"<search>model-3: question 3</search> and more text 3 ".repeat(4)).unwrap();
+        assert!(prompt.len() >= MIN_SHARED_PREFIX);
+        let with = |tail: &str| {
+            let mut c = prompt.clone();
+            c.extend(t.encode(tail).unwrap());
+            TurnInput::new(c)
+        };
+        let turns = vec![with("ask model-1"), with("x"), with("question 7 and more")];
+        let greedy = Sampling::greedy(12);
+        let alone: Vec<Vec<i64>> = turns
+            .iter()
+            .map(|turn| generate(&m, &t, std::slice::from_ref(turn), &greedy).unwrap()[0].tokens.clone())
+            .collect();
+        let cache = RefCell::new(None);
+        let shared = generate_sharing_prefix(&m, &t, &turns, &greedy, &cache).unwrap();
+        assert_eq!(shared.iter().map(|g| g.tokens.clone()).collect::<Vec<_>>(), alone);
+        let cached = cache.borrow().as_ref().map(|p| p.tokens.clone()).expect("the prefix was kept");
+        assert!(cached.len() >= prompt.len() - 1 && turns.iter().all(|turn| turn.context.starts_with(&cached)));
+        // A later turn of the same episodes: longer contexts, the kept prefix reused.
+        let later: Vec<TurnInput> = turns
+            .iter()
+            .zip(&shared)
+            .map(|(turn, g)| TurnInput::new(turn.context.iter().chain(&g.tokens).copied().collect()))
+            .collect();
+        let alone: Vec<Vec<i64>> = later
+            .iter()
+            .map(|turn| generate(&m, &t, std::slice::from_ref(turn), &greedy).unwrap()[0].tokens.clone())
+            .collect();
+        let again = generate_sharing_prefix(&m, &t, &later, &greedy, &cache).unwrap();
+        assert_eq!(again.iter().map(|g| g.tokens.clone()).collect::<Vec<_>>(), alone);
+        assert_eq!(cache.borrow().as_ref().map(|p| p.tokens.clone()), Some(cached), "the prefix was reused");
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub mod env;
 pub mod export;
 pub mod generate;
 pub mod import_gguf;
+pub mod lora;
 pub mod metrics;
 pub mod model;
 pub mod model_names;

@@ -11,12 +11,12 @@ use switchyard_train::checkpoint::RunDir;
 use switchyard_train::compare::{
     EvalFile, RESAMPLES, call_share_table, difference_table, kind_table, labelled, read_all, summary_table,
 };
-use switchyard_train::config::TrainConfig;
+use switchyard_train::config::{Precision, TrainConfig};
 use switchyard_train::env::Environment;
 use switchyard_train::model::Transformer;
 use switchyard_train::rl::{self, Algorithm};
 use switchyard_train::tokenizer::RouterTokenizer;
-use switchyard_train::{metrics, sft};
+use switchyard_train::{lora, metrics, sft};
 
 /// Train the Switchyard router policy (supervised warm-up, PPO, GRPO) and export it to ONNX.
 #[derive(Debug, Parser)]
@@ -92,6 +92,10 @@ enum Command {
         batch_size: Option<usize>,
         #[arg(long)]
         lr: Option<f64>,
+        /// Train a LoRA adapter on the frozen --init model (the config's `[lora]`, else rank 8,
+        /// alpha 16, dropout 0.05 on every projection).
+        #[arg(long)]
+        lora: bool,
         /// Continue the run in --run from its latest checkpoint.
         #[arg(long)]
         resume: bool,
@@ -107,6 +111,9 @@ enum Command {
         init: PathBuf,
         #[arg(long, value_enum)]
         algorithm: Option<Algorithm>,
+        /// Train a LoRA adapter (see `sft --lora`) unless --init already is one.
+        #[arg(long)]
+        lora: bool,
         #[arg(long)]
         steps: Option<u64>,
         /// Cost coefficient of the reward.
@@ -152,8 +159,13 @@ enum Command {
     },
     /// Export a model directory to ONNX (optimum decoder layout) with its tokenizer files.
     Export {
+        /// A model directory, or a LoRA adapter directory on the base it names.
         #[arg(long)]
         model: PathBuf,
+        /// Merge this LoRA adapter into --model (its base) first; it is refused unless it was
+        /// trained on that base (base.json's hash).
+        #[arg(long)]
+        adapter: Option<PathBuf>,
         #[arg(long)]
         out: PathBuf,
         /// Weights in model.onnx_data next to the graph (for models over 2 GB).
@@ -180,6 +192,22 @@ enum Command {
     },
     /// Training throughput: forward + backward tokens/s of a model size on random batches.
     Bench {
+        /// Measure this model directory's shape and weights (e.g. the imported base) instead of
+        /// the config's size.
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// Train a LoRA adapter (the config's `[lora]`, else the default) on the frozen model.
+        #[arg(long)]
+        lora: bool,
+        #[arg(long, value_enum, default_value_t = Precision::Auto)]
+        precision: Precision,
+        /// Share of each sequence's tokens that carry loss (a warm-up's router-written share).
+        #[arg(long, default_value_t = 1.0)]
+        loss_fraction: f64,
+        /// First measure the anchor in the same process: full fine-tuning in float32 with the
+        /// loss on every token.
+        #[arg(long)]
+        anchor: bool,
         #[arg(long, default_value_t = 16)]
         batch: i64,
         #[arg(long, default_value_t = 512)]
@@ -248,10 +276,38 @@ fn device(name: &str) -> anyhow::Result<tch::Device> {
     }
 }
 
+/// A model directory (a snapshot, a checkpoint, or a LoRA adapter on the base it names) and
+/// its tokenizer (an adapter's own, else its base's).
 fn load_model(dir: &Path, device: tch::Device) -> anyhow::Result<(Transformer, RouterTokenizer)> {
     let model = Transformer::load(dir, device).with_context(|| format!("loading the model in {}", dir.display()))?;
-    let tokenizer = RouterTokenizer::load(&dir.join("tokenizer.json"))?;
+    let mut tokenizer_path = dir.join("tokenizer.json");
+    if !tokenizer_path.is_file() && lora::is_adapter_dir(dir) {
+        tokenizer_path = lora::resolve_base(dir)?.join("tokenizer.json");
+    }
+    let tokenizer = RouterTokenizer::load(&tokenizer_path)?;
     Ok((model, tokenizer))
+}
+
+/// Attach the run's LoRA adapter (unless the model already carries one, which then trains on)
+/// and set the compute dtype.
+fn prepare(model: &mut Transformer, config: &TrainConfig, device: tch::Device) -> anyhow::Result<()> {
+    match (&config.lora, model.lora()) {
+        (Some(options), None) => model.attach_lora(options)?,
+        (Some(options), Some(found)) if options != found => {
+            tracing::warn!("the starting model's adapter ({found:?}) trains on; the config's [lora] is not used")
+        }
+        _ => {}
+    }
+    if config.precision.bf16(device, model.lora().is_some())? {
+        model.use_bf16()?;
+    }
+    tracing::info!(
+        "training {} of {} parameters in {:?}",
+        model.trainable().values().map(|t| t.numel()).sum::<usize>(),
+        model.config.parameters(),
+        model.compute_kind()
+    );
+    Ok(())
 }
 
 fn main() -> anyhow::Result<()> {
@@ -297,6 +353,7 @@ fn main() -> anyhow::Result<()> {
             copy_only,
             batch_size,
             lr,
+            lora: lora_flag,
             resume,
             common,
         } => {
@@ -312,7 +369,8 @@ fn main() -> anyhow::Result<()> {
             config.init = init.clone();
             let device = device(&common.device)?;
             tch::manual_seed(config.seed as i64);
-            let (model, tokenizer) = match (&init, &tokenizer) {
+            config.lora = if lora_flag { Some(config.lora.unwrap_or_default()) } else { config.lora };
+            let (mut model, tokenizer) = match (&init, &tokenizer) {
                 (Some(dir), _) => load_model(dir, device)?,
                 (None, Some(path)) => {
                     let tokenizer = RouterTokenizer::load(path)?;
@@ -321,6 +379,7 @@ fn main() -> anyhow::Result<()> {
                 }
                 (None, None) => anyhow::bail!("pass --tokenizer (train from scratch) or --init (start from a model)"),
             };
+            prepare(&mut model, &config, device)?;
             let env = Environment::new(config.env.clone(), common.plugins.as_deref())?;
             let run_dir = RunDir::open(&run, &config, resume)?.with_router_prompt(env.router_prompt_source());
             let train = sft::select_questions(env.split(Split::Train), &config.sft)?;
@@ -351,8 +410,9 @@ fn main() -> anyhow::Result<()> {
             print_eval("after warm-up", &rl::summarise(&eval, ""));
             println!("model written to {}", out.display());
         }
-        Command::Rl { run, init, algorithm, steps, alpha, questions_per_step, resume, common } => {
+        Command::Rl { run, init, algorithm, lora: lora_flag, steps, alpha, questions_per_step, resume, common } => {
             let mut config = TrainConfig::load(common.config.as_deref())?;
+            config.lora = if lora_flag { Some(config.lora.unwrap_or_default()) } else { config.lora };
             config.seed = common.seed.unwrap_or(config.seed);
             config.rl.algorithm = algorithm.unwrap_or(config.rl.algorithm);
             config.rl.steps = steps.unwrap_or(config.rl.steps);
@@ -363,10 +423,16 @@ fn main() -> anyhow::Result<()> {
             }
             let device = device(&common.device)?;
             tch::manual_seed(config.seed as i64);
-            let (policy, tokenizer) = load_model(&init, device)?;
-            let (reference, _) = load_model(&init, device)?;
-            for mut v in reference.vs.trainable_variables() {
-                let _ = v.requires_grad_(false);
+            let (mut policy, tokenizer) = load_model(&init, device)?;
+            prepare(&mut policy, &config, device)?;
+            // The reference is the starting policy, frozen (an adapter merged into it).
+            let (mut reference, _) = load_model(&init, device)?;
+            if reference.lora().is_some() {
+                reference.merge_adapter()?;
+            }
+            reference.freeze();
+            if policy.compute_kind() == tch::Kind::BFloat16 {
+                reference.vs.bfloat16();
             }
             config.init = Some(init.clone());
             let env = Environment::new(config.env.clone(), common.plugins.as_deref())?;
@@ -411,9 +477,28 @@ fn main() -> anyhow::Result<()> {
                 std::fs::write(&out, lines).with_context(|| format!("writing {}", out.display()))?;
             }
         }
-        Command::Export { model, out, external_data } => {
-            let (policy, _) = load_model(&model, tch::Device::Cpu)?;
-            switchyard_train::export::export_dir(&policy, &model, &out, external_data)?;
+        Command::Export { model, adapter, out, external_data } => {
+            let (base, adapter) = match adapter {
+                Some(adapter) => (model, Some(adapter)),
+                None if lora::is_adapter_dir(&model) => (lora::resolve_base(&model)?, Some(model)),
+                None => (model, None),
+            };
+            match adapter {
+                None => {
+                    let (policy, _) = load_model(&base, tch::Device::Cpu)?;
+                    switchyard_train::export::export_dir(&policy, &[&base], &out, external_data)?;
+                }
+                Some(adapter) => {
+                    let mut policy = Transformer::load_with_adapter(&base, &adapter, tch::Device::Cpu)
+                        .with_context(|| format!("applying {} to {}", adapter.display(), base.display()))?;
+                    policy.merge_adapter()?;
+                    switchyard_train::export::export_dir(&policy, &[&adapter, &base], &out, external_data)?;
+                    let provenance = switchyard_train::export::provenance(&base, &adapter)?;
+                    let path = out.join(switchyard::policy::model_dir::PROVENANCE_FILE);
+                    std::fs::write(&path, serde_json::to_string_pretty(&provenance)?)
+                        .with_context(|| format!("writing {}", path.display()))?;
+                }
+            }
             println!("ONNX model written to {}", out.display());
         }
         Command::Import { policy, out } => {
@@ -436,15 +521,54 @@ fn main() -> anyhow::Result<()> {
                 eprintln!("{} characters, {} tokens", text.chars().count(), tokens.len());
             }
         }
-        Command::Bench { batch, seq, vocab, iters, common } => {
-            let config = TrainConfig::load(common.config.as_deref())?;
-            let model = Transformer::new(config.model.config(vocab), device(&common.device)?)?;
-            let (tokens_per_s, seconds) = sft::throughput(&model, batch, seq, iters);
-            println!(
-                "forward+backward: {tokens_per_s:.0} tokens/s ({seconds:.3} s per batch of {batch}x{seq}, {} parameters, {} threads)",
-                model.config.parameters(),
-                tch::get_num_threads()
-            );
+        Command::Bench {
+            model,
+            lora: lora_flag,
+            precision,
+            loss_fraction,
+            anchor,
+            batch,
+            seq,
+            vocab,
+            iters,
+            common,
+        } => {
+            let mut config = TrainConfig::load(common.config.as_deref())?;
+            let device = device(&common.device)?;
+            config.precision = precision;
+            config.lora = if lora_flag { Some(config.lora.unwrap_or_default()) } else { config.lora };
+            let load = || -> anyhow::Result<Transformer> {
+                tch::manual_seed(config.seed as i64);
+                Ok(match &model {
+                    Some(dir) => load_model(dir, device)?.0,
+                    None => Transformer::new(config.model.config(vocab), device)?,
+                })
+            };
+            let report = |what: &str, m: &Transformer, fraction: f64| {
+                let t = sft::throughput(m, batch, seq, iters, fraction);
+                println!(
+                    "{what}: {:.0} tokens/s forward+backward ({:.3} s per batch of {batch}x{seq}: forward {:.3} s, backward {:.3} s; loss on {:.0}% of tokens, {} of {} parameters trained, {:?}, {} threads)",
+                    t.tokens_per_s,
+                    t.seconds,
+                    t.forward_s,
+                    t.backward_s,
+                    100.0 * fraction,
+                    m.trainable().values().map(|t| t.numel()).sum::<usize>(),
+                    m.config.parameters(),
+                    m.compute_kind(),
+                    tch::get_num_threads()
+                );
+            };
+            if anchor {
+                report("anchor: full fine-tuning, f32, loss on every token", &load()?, 1.0);
+            }
+            let mut m = load()?;
+            prepare(&mut m, &config, device)?;
+            let what = match m.lora() {
+                Some(l) => format!("LoRA r {} on {}", l.rank, l.target_modules.join(",")),
+                None => "full fine-tuning".into(),
+            };
+            report(&what, &m, loss_fraction);
         }
         Command::Sweep { points, references, out } => sweep(&points, &references, &out)?,
         Command::Compare { baseline, policies } => {

@@ -17,11 +17,14 @@
 //! - the cache holds keys after rotary embedding, before grouped heads are repeated: one entry
 //!   per layer of shape `[batch, kv_heads, past_len, head_dim]`, the optimum layout.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 use tch::nn::{self, Module};
 use tch::{Device, Kind, Tensor};
+
+use crate::lora::LoraOptions;
 
 /// Added to the attention score of a masked key (as Hugging Face does: the dtype's minimum,
 /// finite, so a fully masked row stays finite).
@@ -161,6 +164,62 @@ fn linear(vs: nn::Path, input: i64, output: i64, bias: bool) -> nn::Linear {
     nn::linear(vs, input, output, nn::LinearConfig { bias, ..Default::default() })
 }
 
+/// What every layer of one forward pass shares.
+struct Pass {
+    /// cos and sin of the positions, in the compute dtype.
+    rotary: (Tensor, Tensor),
+    /// The additive attention bias, in the compute dtype; `None`: causal attention over every
+    /// key (no padding before a real token), which libtorch runs in its fused causal kernel.
+    bias: Option<Tensor>,
+    /// Training (LoRA dropout on) rather than generating or scoring.
+    train: bool,
+}
+
+/// A LoRA update of one projection: `scale * dropout(x) A^T B^T` (see [`crate::lora`]).
+#[derive(Debug)]
+struct LoraPair {
+    /// `[rank, in]`
+    a: Tensor,
+    /// `[out, rank]`
+    b: Tensor,
+    scale: f64,
+    dropout: f64,
+}
+
+/// A linear projection with an optional LoRA update. `name` is its Hugging Face module path
+/// (`model.layers.3.self_attn.q_proj`), the stem of its adapter tensors' names.
+#[derive(Debug)]
+struct Proj {
+    linear: nn::Linear,
+    name: String,
+    lora: Option<LoraPair>,
+}
+
+impl Proj {
+    fn new(vs: nn::Path, name: String, input: i64, output: i64, bias: bool) -> Proj {
+        Proj { linear: linear(vs, input, output, bias), name, lora: None }
+    }
+
+    fn forward(&self, x: &Tensor, pass: &Pass) -> Tensor {
+        let y = self.linear.forward(x);
+        match &self.lora {
+            None => y,
+            Some(l) => {
+                let x = if pass.train && l.dropout > 0.0 { x.dropout(l.dropout, true) } else { x.shallow_clone() };
+                let kind = x.kind();
+                // f32 adapter weights, cast to the compute dtype (autocast's rule); the cast's
+                // backward hands their gradients back in f32.
+                y + x.matmul(&l.a.to_kind(kind).tr()).matmul(&l.b.to_kind(kind).tr()) * l.scale
+            }
+        }
+    }
+
+    /// The projection's modules name (`q_proj`), as LoRA's `target_modules` lists it.
+    fn module(&self) -> &str {
+        self.name.rsplit('.').next().unwrap_or("")
+    }
+}
+
 /// Root-mean-square normalisation with a learned scale (no mean subtraction, no bias).
 #[derive(Debug)]
 struct RmsNorm {
@@ -173,9 +232,12 @@ impl RmsNorm {
         RmsNorm { weight: vs.ones("weight", &[size]), eps }
     }
 
+    /// Computed in float32 whatever the input's dtype (as Hugging Face does), then cast back.
     fn forward(&self, x: &Tensor) -> Tensor {
+        let kind = x.kind();
+        let x = x.to_kind(Kind::Float);
         let variance = x.pow_tensor_scalar(2).mean_dim(-1, true, Kind::Float);
-        x * (variance + self.eps).rsqrt() * &self.weight
+        (x * (variance + self.eps).rsqrt()).to_kind(kind) * &self.weight
     }
 }
 
@@ -216,44 +278,39 @@ fn apply_rotary(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Tensor {
 /// query heads.
 #[derive(Debug)]
 struct Attention {
-    q_proj: nn::Linear,
-    k_proj: nn::Linear,
-    v_proj: nn::Linear,
-    o_proj: nn::Linear,
+    q_proj: Proj,
+    k_proj: Proj,
+    v_proj: Proj,
+    o_proj: Proj,
     heads: i64,
     kv_heads: i64,
     head_dim: i64,
 }
 
 impl Attention {
-    fn new(vs: nn::Path, c: &Config) -> Attention {
+    fn new(vs: nn::Path, name: &str, c: &Config) -> Attention {
         let (h, d) = (c.hidden_size, c.head_dim());
         let bias = c.qkv_bias();
         let o_bias = c.model_type == "llama" && c.attention_bias == Some(true);
+        let proj = |m: &str, input, output, bias| Proj::new(&vs / m, format!("{name}.{m}"), input, output, bias);
         Attention {
-            q_proj: linear(&vs / "q_proj", h, c.num_attention_heads * d, bias),
-            k_proj: linear(&vs / "k_proj", h, c.num_key_value_heads * d, bias),
-            v_proj: linear(&vs / "v_proj", h, c.num_key_value_heads * d, bias),
-            o_proj: linear(&vs / "o_proj", c.num_attention_heads * d, h, o_bias),
+            q_proj: proj("q_proj", h, c.num_attention_heads * d, bias),
+            k_proj: proj("k_proj", h, c.num_key_value_heads * d, bias),
+            v_proj: proj("v_proj", h, c.num_key_value_heads * d, bias),
+            o_proj: proj("o_proj", c.num_attention_heads * d, h, o_bias),
             heads: c.num_attention_heads,
             kv_heads: c.num_key_value_heads,
             head_dim: d,
         }
     }
 
-    fn forward(
-        &self,
-        x: &Tensor,
-        rotary: &(Tensor, Tensor),
-        bias: &Tensor,
-        past: Option<&LayerCache>,
-    ) -> (Tensor, LayerCache) {
+    fn forward(&self, x: &Tensor, pass: &Pass, past: Option<&LayerCache>) -> (Tensor, LayerCache) {
         let (b, t, _) = x.size3().unwrap_or((0, 0, 0));
         let split = |y: Tensor, heads: i64| y.view([b, t, heads, self.head_dim]).transpose(1, 2);
-        let q = split(self.q_proj.forward(x), self.heads);
-        let k = split(self.k_proj.forward(x), self.kv_heads);
-        let v = split(self.v_proj.forward(x), self.kv_heads);
-        let (cos, sin) = rotary;
+        let q = split(self.q_proj.forward(x, pass), self.heads);
+        let k = split(self.k_proj.forward(x, pass), self.kv_heads);
+        let v = split(self.v_proj.forward(x, pass), self.kv_heads);
+        let (cos, sin) = &pass.rotary;
         let q = apply_rotary(&q, cos, sin);
         let k = apply_rotary(&k, cos, sin);
         let (k, v) = match past {
@@ -263,32 +320,38 @@ impl Attention {
         let present = (k.shallow_clone(), v.shallow_clone());
         // softmax(q k^T / sqrt(d) + bias) v, each key/value head serving `heads / kv_heads`
         // consecutive query heads; libtorch's fused kernel avoids materialising the repeats.
-        let y = Tensor::scaled_dot_product_attention(&q, &k, &v, Some(bias), 0.0, false, None, true);
+        let causal = pass.bias.is_none();
+        let y = Tensor::scaled_dot_product_attention(&q, &k, &v, pass.bias.as_ref(), 0.0, causal, None, true);
         let y = y.transpose(1, 2).reshape([b, t, self.heads * self.head_dim]);
-        (self.o_proj.forward(&y), present)
+        (self.o_proj.forward(&y, pass), present)
+    }
+
+    fn projections_mut(&mut self) -> [&mut Proj; 4] {
+        [&mut self.q_proj, &mut self.k_proj, &mut self.v_proj, &mut self.o_proj]
     }
 }
 
 /// The SwiGLU feed-forward block: down(silu(gate(x)) * up(x)).
 #[derive(Debug)]
 struct Mlp {
-    gate_proj: nn::Linear,
-    up_proj: nn::Linear,
-    down_proj: nn::Linear,
+    gate_proj: Proj,
+    up_proj: Proj,
+    down_proj: Proj,
 }
 
 impl Mlp {
-    fn new(vs: nn::Path, c: &Config) -> Mlp {
+    fn new(vs: nn::Path, name: &str, c: &Config) -> Mlp {
         let (h, i) = (c.hidden_size, c.intermediate_size);
-        Mlp {
-            gate_proj: linear(&vs / "gate_proj", h, i, false),
-            up_proj: linear(&vs / "up_proj", h, i, false),
-            down_proj: linear(&vs / "down_proj", i, h, false),
-        }
+        let proj = |m: &str, input, output| Proj::new(&vs / m, format!("{name}.{m}"), input, output, false);
+        Mlp { gate_proj: proj("gate_proj", h, i), up_proj: proj("up_proj", h, i), down_proj: proj("down_proj", i, h) }
     }
 
-    fn forward(&self, x: &Tensor) -> Tensor {
-        self.down_proj.forward(&(self.gate_proj.forward(x).silu() * self.up_proj.forward(x)))
+    fn forward(&self, x: &Tensor, pass: &Pass) -> Tensor {
+        self.down_proj.forward(&(self.gate_proj.forward(x, pass).silu() * self.up_proj.forward(x, pass)), pass)
+    }
+
+    fn projections_mut(&mut self) -> [&mut Proj; 3] {
+        [&mut self.gate_proj, &mut self.up_proj, &mut self.down_proj]
     }
 }
 
@@ -301,26 +364,25 @@ struct Block {
 }
 
 impl Block {
-    fn new(vs: nn::Path, c: &Config) -> Block {
+    fn new(vs: nn::Path, name: &str, c: &Config) -> Block {
         Block {
             input_layernorm: RmsNorm::new(&vs / "input_layernorm", c.hidden_size, c.rms_norm_eps),
-            self_attn: Attention::new(&vs / "self_attn", c),
+            self_attn: Attention::new(&vs / "self_attn", &format!("{name}.self_attn"), c),
             post_attention_layernorm: RmsNorm::new(&vs / "post_attention_layernorm", c.hidden_size, c.rms_norm_eps),
-            mlp: Mlp::new(&vs / "mlp", c),
+            mlp: Mlp::new(&vs / "mlp", &format!("{name}.mlp"), c),
         }
     }
 
-    fn forward(
-        &self,
-        x: &Tensor,
-        rotary: &(Tensor, Tensor),
-        bias: &Tensor,
-        past: Option<&LayerCache>,
-    ) -> (Tensor, LayerCache) {
-        let (attended, present) = self.self_attn.forward(&self.input_layernorm.forward(x), rotary, bias, past);
+    fn forward(&self, x: &Tensor, pass: &Pass, past: Option<&LayerCache>) -> (Tensor, LayerCache) {
+        let (attended, present) = self.self_attn.forward(&self.input_layernorm.forward(x), pass, past);
         let x = x + attended;
-        let x = &x + self.mlp.forward(&self.post_attention_layernorm.forward(&x));
+        let x = &x + self.mlp.forward(&self.post_attention_layernorm.forward(&x), pass);
         (x, present)
+    }
+
+    fn projections_mut(&mut self) -> impl Iterator<Item = &mut Proj> {
+        let Block { self_attn, mlp, .. } = self;
+        self_attn.projections_mut().into_iter().chain(mlp.projections_mut())
     }
 }
 
@@ -335,6 +397,14 @@ pub struct Transformer {
     /// `None` when tied to the embedding.
     lm_head: Option<nn::Linear>,
     rotary: Rotary,
+    /// The LoRA adapter, when one is attached: its own store, its settings.
+    adapter: Option<(nn::VarStore, LoraOptions)>,
+    /// Training (LoRA dropout on); set by the trainers around their updates.
+    training: std::cell::Cell<bool>,
+    /// The snapshot directory the weights were loaded from (an adapter's base).
+    source: Option<std::path::PathBuf>,
+    /// That snapshot's record, hashed once, at the first adapter save.
+    base_record: std::cell::OnceCell<crate::lora::BaseRecord>,
 }
 
 /// What one forward pass returns.
@@ -357,24 +427,61 @@ impl Transformer {
             &[config.vocab_size, config.hidden_size],
             nn::Init::Randn { mean: 0.0, stdev: 0.02 },
         );
-        let layers = (0..config.num_hidden_layers).map(|i| Block::new(&model / "layers" / i, &config)).collect();
+        let layers = (0..config.num_hidden_layers)
+            .map(|i| Block::new(&model / "layers" / i, &format!("model.layers.{i}"), &config))
+            .collect();
         let norm = RmsNorm::new(&model / "norm", config.hidden_size, config.rms_norm_eps);
         let lm_head = (!config.tie_word_embeddings)
             .then(|| linear(&root / "lm_head", config.hidden_size, config.vocab_size, false));
         let rotary = Rotary::new(&config, device);
-        Ok(Transformer { config, vs, embed_tokens, layers, norm, lm_head, rotary })
+        Ok(Transformer {
+            config,
+            vs,
+            embed_tokens,
+            layers,
+            norm,
+            lm_head,
+            rotary,
+            adapter: None,
+            training: std::cell::Cell::new(false),
+            source: None,
+            base_record: std::cell::OnceCell::new(),
+        })
     }
 
-    /// Load a Hugging Face snapshot directory (config.json + *.safetensors), or one of our
-    /// checkpoints (the same layout). Every weight the architecture needs must be present with
-    /// the right shape; extra tensors (e.g. rotary caches) are ignored. Weights of any float
-    /// dtype are converted to float32.
+    /// Load a model directory: a Hugging Face snapshot (config.json + *.safetensors), one of
+    /// our checkpoints (the same layout), or a LoRA adapter directory (PEFT's layout, see
+    /// [`crate::lora`]) applied to the local snapshot its `base_model_name_or_path` names. Every
+    /// weight the architecture needs must be present with the right shape; extra tensors
+    /// (e.g. rotary caches) are ignored. Weights of any float dtype are converted to float32.
     pub fn load(dir: &Path, device: Device) -> Result<Transformer, ModelError> {
+        if crate::lora::is_adapter_dir(dir) {
+            let base = crate::lora::resolve_base(dir).map_err(|e| ModelError::Config(e.to_string()))?;
+            return Transformer::load_with_adapter(&base, dir, device);
+        }
+        Transformer::load_snapshot(dir, device)
+    }
+
+    /// The snapshot in `base` with the adapter in `adapter` attached, after checking that the
+    /// adapter was trained on this base (its `base.json` hash; an adapter without one, e.g.
+    /// from `peft`, is taken as it is).
+    pub fn load_with_adapter(base: &Path, adapter: &Path, device: Device) -> Result<Transformer, ModelError> {
+        let lora_error = |e: crate::lora::LoraError| ModelError::Config(e.to_string());
+        let (_, record, _) = crate::lora::read(adapter).map_err(lora_error)?;
+        if let Some(record) = &record {
+            crate::lora::check_base(adapter, record, base).map_err(lora_error)?;
+        }
+        let mut model = Transformer::load_snapshot(base, device)?;
+        model.load_adapter(adapter)?;
+        Ok(model)
+    }
+
+    fn load_snapshot(dir: &Path, device: Device) -> Result<Transformer, ModelError> {
         let config_path = dir.join("config.json");
         let file_error = |path: &Path, message: String| ModelError::File { path: path.display().to_string(), message };
         let text = std::fs::read_to_string(&config_path).map_err(|e| file_error(&config_path, e.to_string()))?;
         let config: Config = serde_json::from_str(&text).map_err(|e| file_error(&config_path, e.to_string()))?;
-        let model = Transformer::new(config, device)?;
+        let mut model = Transformer::new(config, device)?;
         let mut shards: Vec<_> = std::fs::read_dir(dir)
             .map_err(|e| file_error(dir, e.to_string()))?
             .filter_map(|e| e.ok().map(|e| e.path()))
@@ -407,11 +514,28 @@ impl Transformer {
             missing.sort();
             return Err(ModelError::Missing { dir: dir.display().to_string(), names: missing.join(", ") });
         }
+        model.source = Some(dir.to_path_buf());
         Ok(model)
     }
 
-    /// Write `config.json` and `model.safetensors` into `dir` (created if needed).
+    /// Write the model into `dir` (created if needed): `config.json` and `model.safetensors`,
+    /// or, with an adapter attached, the adapter alone (PEFT's files and `base.json`, naming
+    /// the snapshot the model was loaded from).
     pub fn save(&self, dir: &Path) -> Result<(), ModelError> {
+        if self.adapter.is_some() {
+            let base = match &self.source {
+                Some(source) => Some(match self.base_record.get() {
+                    Some(r) => r.clone(),
+                    None => {
+                        let r = crate::lora::base_record(source).map_err(|e| ModelError::Config(e.to_string()))?;
+                        self.base_record.get_or_init(|| r).clone()
+                    }
+                }),
+                None => None,
+            };
+            let name = self.source.as_ref().map(|s| s.display().to_string());
+            return self.save_adapter(dir, name, base.as_ref());
+        }
         let file_error = |path: &Path, e: &dyn std::fmt::Display| ModelError::File {
             path: path.display().to_string(),
             message: e.to_string(),
@@ -421,6 +545,25 @@ impl Transformer {
         let json = serde_json::to_string_pretty(&self.config).map_err(|e| file_error(&config_path, &e))?;
         std::fs::write(&config_path, json).map_err(|e| file_error(&config_path, &e))?;
         self.vs.save(dir.join("model.safetensors"))?;
+        Ok(())
+    }
+
+    /// Put back the trained weights of a checkpoint this model's run wrote (resume): the
+    /// adapter's, or every weight of a fully fine-tuned model.
+    pub fn restore(&self, checkpoint: &Path) -> Result<(), ModelError> {
+        if self.adapter.is_some() {
+            let (_, _, tensors) = crate::lora::read(checkpoint).map_err(|e| ModelError::Config(e.to_string()))?;
+            return self.copy_adapter_weights(checkpoint, &tensors);
+        }
+        let loaded = Transformer::load_snapshot(checkpoint, self.device())?;
+        let from = loaded.vs.variables();
+        tch::no_grad(|| {
+            for (name, mut var) in self.vs.variables() {
+                if let Some(src) = from.get(&name) {
+                    var.copy_(src);
+                }
+            }
+        });
         Ok(())
     }
 
@@ -454,24 +597,211 @@ impl Transformer {
         position_ids: &Tensor,
         past: &[LayerCache],
     ) -> (Tensor, Vec<LayerCache>) {
+        let kind = self.compute_kind();
+        // f32::MIN has no bfloat16 twin (it would round to -inf, and a fully masked row to
+        // NaN): the bias is clamped to bfloat16's finite range first.
+        let bias = attention_bias(attention_mask, input_ids.size()[1]).clamp_min(-3.38e38).to_kind(kind);
+        self.run_layers(input_ids, position_ids, Some(bias), past)
+    }
+
+    /// [`Transformer::hidden_states`] of right-padded sequences without a cache (a training
+    /// batch): causal attention needs no mask there, since a real token never sees a later
+    /// (padding) position. Rows' real positions come out as with the mask; padding positions
+    /// hold values no loss may read.
+    pub fn causal_hidden_states(&self, input_ids: &Tensor, position_ids: &Tensor) -> Tensor {
+        self.run_layers(input_ids, position_ids, None, &[]).0
+    }
+
+    fn run_layers(
+        &self,
+        input_ids: &Tensor,
+        position_ids: &Tensor,
+        bias: Option<Tensor>,
+        past: &[LayerCache],
+    ) -> (Tensor, Vec<LayerCache>) {
         let mut x = self.embed_tokens.embedding_lookup(input_ids);
-        let bias = attention_bias(attention_mask, input_ids.size()[1]);
-        let rotary = self.rotary.cos_sin(position_ids);
+        let kind = self.compute_kind();
+        let (cos, sin) = self.rotary.cos_sin(position_ids);
+        let pass = Pass { rotary: (cos.to_kind(kind), sin.to_kind(kind)), bias, train: self.training.get() };
         let mut present = Vec::with_capacity(self.layers.len());
         for (i, layer) in self.layers.iter().enumerate() {
-            let (y, cache) = layer.forward(&x, &rotary, &bias, past.get(i));
+            let (y, cache) = layer.forward(&x, &pass, past.get(i));
             x = y;
             present.push(cache);
         }
         (self.norm.forward(&x), present)
     }
 
-    /// Logits from final hidden states.
+    /// Float32 logits from final hidden states (of any rows and positions: `[..., hidden]`).
     pub fn lm_head(&self, hidden: &Tensor) -> Tensor {
-        match &self.lm_head {
+        let logits = match &self.lm_head {
             Some(head) => head.forward(hidden),
             None => hidden.matmul(&self.embed_tokens.tr()),
+        };
+        logits.to_kind(Kind::Float)
+    }
+
+    /// The dtype the trunk computes in: the embedding's (float32 unless [`Transformer::use_bf16`]).
+    pub fn compute_kind(&self) -> Kind {
+        self.embed_tokens.kind()
+    }
+
+    /// Stop every base weight from taking gradients (a frozen reference, a LoRA base).
+    pub fn freeze(&self) {
+        for (_, mut var) in self.vs.variables() {
+            let _ = var.requires_grad_(false);
         }
+    }
+
+    /// Switch LoRA dropout on (training) or off (generation, scoring).
+    pub fn set_training(&self, on: bool) {
+        self.training.set(on);
+    }
+
+    /// The adapter's settings, when one is attached.
+    pub fn lora(&self) -> Option<&LoraOptions> {
+        self.adapter.as_ref().map(|(_, o)| o)
+    }
+
+    /// The variables an optimiser trains, by name: the adapter's when one is attached (the
+    /// base frozen), else every weight of the model.
+    pub fn trainable(&self) -> BTreeMap<String, Tensor> {
+        match &self.adapter {
+            Some((vs, _)) => vs.variables().into_iter().collect(),
+            None => self.vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).collect(),
+        }
+    }
+
+    /// Freeze the base and attach a fresh LoRA adapter (A drawn like a linear layer's weight
+    /// with the current torch seed, B zero: the model's outputs are unchanged).
+    pub fn attach_lora(&mut self, options: &LoraOptions) -> Result<(), ModelError> {
+        options.validate().map_err(|e| ModelError::Config(e.to_string()))?;
+        if self.adapter.is_some() {
+            return Err(ModelError::Config("a LoRA adapter is already attached".into()));
+        }
+        self.freeze();
+        let store = nn::VarStore::new(self.device());
+        let root = store.root();
+        let scale = options.scale();
+        for (i, layer) in self.layers.iter_mut().enumerate() {
+            for proj in layer.projections_mut().filter(|p| options.targets(i as i64, p.module())) {
+                let (output, input) = proj.linear.ws.size2()?;
+                let bound = 1.0 / (input as f64).sqrt();
+                let path = |which: char| {
+                    crate::lora::tensor_name(&proj.name, which)
+                        .trim_end_matches(".weight")
+                        .split('.')
+                        .fold(root.clone(), |p, part| &p / part)
+                };
+                let a = path('A').var("weight", &[options.rank, input], nn::Init::Uniform { lo: -bound, up: bound });
+                let b = path('B').var("weight", &[output, options.rank], nn::Init::Const(0.0));
+                proj.lora = Some(LoraPair { a, b, scale, dropout: options.dropout });
+            }
+        }
+        self.adapter = Some((store, options.clone()));
+        Ok(())
+    }
+
+    /// Attach the adapter in `dir` (PEFT's layout; see [`crate::lora`]). The adapter must
+    /// target this architecture: every tensor present, with the right shape.
+    pub fn load_adapter(&mut self, dir: &Path) -> Result<(), ModelError> {
+        let lora_error = |e: crate::lora::LoraError| ModelError::Config(e.to_string());
+        let (config, _, tensors) = crate::lora::read(dir).map_err(lora_error)?;
+        let options = config.options().map_err(|e| ModelError::Config(format!("{}: {e}", dir.display())))?;
+        self.attach_lora(&options)?;
+        self.copy_adapter_weights(dir, &tensors)
+    }
+
+    /// Overwrite the attached adapter's weights with `tensors` (PEFT names); every adapter
+    /// tensor must be there, nothing else may be.
+    pub fn copy_adapter_weights(&self, dir: &Path, tensors: &BTreeMap<String, Tensor>) -> Result<(), ModelError> {
+        let Some((store, _)) = &self.adapter else {
+            return Err(ModelError::Config("no LoRA adapter is attached".into()));
+        };
+        let path = dir.join(crate::lora::WEIGHTS_FILE).display().to_string();
+        let mut vars = store.variables();
+        if let Some(extra) = tensors.keys().find(|k| !vars.contains_key(*k)) {
+            return Err(ModelError::File {
+                path,
+                message: format!("`{extra}` is not a tensor of this adapter's targets on this model"),
+            });
+        }
+        let mut missing: Vec<&String> = vars.keys().filter(|k| !tensors.contains_key(*k)).collect();
+        if !missing.is_empty() {
+            missing.sort();
+            let names = missing.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ");
+            return Err(ModelError::Missing { dir: dir.display().to_string(), names });
+        }
+        for (name, var) in vars.iter_mut() {
+            let t = &tensors[name];
+            if var.size() != t.size() {
+                return Err(ModelError::Shape { path, name: name.clone(), expected: var.size(), found: t.size() });
+            }
+            tch::no_grad(|| var.copy_(&t.to_kind(Kind::Float)));
+        }
+        Ok(())
+    }
+
+    /// Write the attached adapter as PEFT does (`adapter_config.json`,
+    /// `adapter_model.safetensors`), with `base` as `base.json` when given.
+    pub fn save_adapter(
+        &self,
+        dir: &Path,
+        base_name: Option<String>,
+        base: Option<&crate::lora::BaseRecord>,
+    ) -> Result<(), ModelError> {
+        let Some((store, options)) = &self.adapter else {
+            return Err(ModelError::Config("no LoRA adapter is attached".into()));
+        };
+        let file_error = |path: &Path, e: &dyn std::fmt::Display| ModelError::File {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        };
+        std::fs::create_dir_all(dir).map_err(|e| file_error(dir, &e))?;
+        let config = crate::lora::AdapterConfig::new(options, base_name);
+        let path = dir.join(crate::lora::CONFIG_FILE);
+        let json = serde_json::to_string_pretty(&config).map_err(|e| file_error(&path, &e))?;
+        std::fs::write(&path, json).map_err(|e| file_error(&path, &e))?;
+        if let Some(base) = base {
+            let path = dir.join(crate::lora::BASE_FILE);
+            let json = serde_json::to_string_pretty(base).map_err(|e| file_error(&path, &e))?;
+            std::fs::write(&path, json).map_err(|e| file_error(&path, &e))?;
+        }
+        store.save(dir.join(crate::lora::WEIGHTS_FILE))?;
+        Ok(())
+    }
+
+    /// Fold the adapter into the base weights (`W += scale * B @ A`, in float32) and drop it:
+    /// the model then computes what it computed with the adapter, as a plain model that saves
+    /// and exports like any other.
+    pub fn merge_adapter(&mut self) -> Result<(), ModelError> {
+        if self.adapter.take().is_none() {
+            return Err(ModelError::Config("no LoRA adapter is attached".into()));
+        }
+        for layer in &mut self.layers {
+            for proj in layer.projections_mut() {
+                if let Some(l) = proj.lora.take() {
+                    let w = &mut proj.linear.ws;
+                    let delta = l.b.matmul(&l.a) * l.scale;
+                    tch::no_grad(|| w.copy_(&(w.to_kind(Kind::Float) + delta).to_kind(w.kind())));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Compute in bfloat16: the frozen base weights are stored in bfloat16 and the trunk runs
+    /// in it (norms and softmax inputs in float32); a LoRA adapter's weights, its gradients and
+    /// the optimiser state stay float32. Only a frozen base may be cast (full fine-tuning keeps
+    /// float32 master weights).
+    pub fn use_bf16(&mut self) -> Result<(), ModelError> {
+        if self.adapter.is_none() {
+            return Err(ModelError::Config(
+                "bfloat16 compute needs a LoRA adapter (a frozen base); full fine-tuning stays float32".into(),
+            ));
+        }
+        self.vs.bfloat16();
+        Ok(())
     }
 }
 
@@ -565,6 +895,21 @@ mod tests {
         let padded = m.forward(&padded_ids, &padded_mask, &position_ids(&padded_mask), &[]).logits;
         let diff = (alone - padded.narrow(1, 2, 3)).abs().max().double_value(&[]);
         assert!(diff < 1e-5, "padding changed logits by {diff}");
+    }
+
+    #[test]
+    fn causal_attention_without_a_mask_matches_the_masked_pass_on_right_padded_rows() {
+        tch::manual_seed(4);
+        let m = Transformer::new(small(), Device::Cpu).unwrap();
+        perturb(&m, 1.0);
+        let ids = Tensor::from_slice(&[4i64, 8, 15, 16, 23, 7, 9, 0, 0, 0]).view([2, 5]);
+        let mask = Tensor::from_slice(&[1i64, 1, 1, 1, 1, 1, 1, 0, 0, 0]).view([2, 5]);
+        let positions = position_ids(&mask);
+        let (masked, _) = m.hidden_states(&ids, &mask, &positions, &[]);
+        let causal = m.causal_hidden_states(&ids, &positions);
+        let real = mask.unsqueeze(-1).to_kind(Kind::Float);
+        let diff = ((masked - causal) * real).abs().max().double_value(&[]);
+        assert!(diff < 1e-5, "real positions differ by {diff}");
     }
 
     #[test]

@@ -15,7 +15,9 @@
 //! - PPO puts the KL penalty into the per-token reward (as the reference does); GRPO adds it to
 //!   the loss (k3 estimator);
 //! - everything random in a step is seeded by (seed, step), so a resumed run takes the same
-//!   next step as an uninterrupted one.
+//!   next step as an uninterrupted one;
+//! - a LoRA policy trains its adapter only, without dropout (the ratio compares the same
+//!   network before and after the update); the reference is the starting policy.
 
 use std::time::Instant;
 
@@ -27,7 +29,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use tch::{Kind, Tensor, nn};
 
-use crate::batch::{Batch, logprobs, logprobs_and_entropy, masked_mean, sequence_mean};
+use crate::batch::{Batch, masked_mean, sequence_mean};
 use crate::checkpoint::{RunDir, State};
 use crate::env::Environment;
 use crate::generate::Sampling;
@@ -258,8 +260,7 @@ impl<'a> Learner<'a> {
         let (pad_id, tags) = (tokenizer.pad_id, tokenizer.tags().clone());
         let value = ValueHead::new(policy.config.hidden_size, policy.device());
         let trainable = policy
-            .vs
-            .variables()
+            .trainable()
             .into_iter()
             .filter(|(name, tensor)| {
                 let frozen = opts.freeze_embeddings && name.contains("embed_tokens");
@@ -304,13 +305,14 @@ impl<'a> Learner<'a> {
         // the ratio PPO clips compares like with like.
         let temperature = if o.sampling.temperature > 0.0 { o.sampling.temperature } else { 1.0 };
         // Old and reference log-probabilities and old values, without gradients.
+        let rows_n = batch.input_ids.size()[0];
         let (old_logp, ref_logp, old_values) = tch::no_grad(|| {
-            let (hidden, _) = self.policy.hidden_states(&batch.input_ids, &batch.attention_mask, &positions, &[]);
-            let old = logprobs(&batch.constrain(&(self.policy.lm_head(&hidden) / temperature)), &batch.targets);
-            let reference =
-                self.reference.forward(&batch.input_ids, &batch.attention_mask, &positions, &[]).logits / temperature;
-            let refp = logprobs(&batch.constrain(&reference), &batch.targets);
-            let values = self.value.forward(&hidden.narrow(1, 0, len));
+            // Right-padded rows: causal attention needs no mask (see `causal_hidden_states`).
+            let hidden = self.policy.causal_hidden_states(&batch.input_ids, &positions);
+            let (old, _) = batch.action_logprobs(self.policy, &hidden, 0, rows_n, temperature, false);
+            let values = self.value.forward(&hidden.narrow(1, 0, len).to_kind(Kind::Float));
+            let reference = self.reference.causal_hidden_states(&batch.input_ids, &positions);
+            let (refp, _) = batch.action_logprobs(self.reference, &reference, 0, rows_n, temperature, false);
             (old, refp, values)
         });
         let mask = &batch.action_mask;
@@ -356,14 +358,9 @@ impl<'a> Learner<'a> {
                 let size = mb.min(n - start);
                 let pick = |t: &Tensor| t.narrow(0, start, size);
                 let m = pick(mask);
-                let (hidden, _) = self.policy.hidden_states(
-                    &pick(&batch.input_ids),
-                    &pick(&batch.attention_mask),
-                    &pick(&positions),
-                    &[],
-                );
-                let logits = batch.constrain_rows(&(self.policy.lm_head(&hidden) / temperature), start, size);
-                let (logp, entropy) = logprobs_and_entropy(&logits, &pick(&batch.targets));
+                let hidden = self.policy.causal_hidden_states(&pick(&batch.input_ids), &pick(&positions));
+                let (logp, entropy) = batch.action_logprobs(self.policy, &hidden, start, size, temperature, true);
+                let entropy = entropy.unwrap_or_else(|| logp.zeros_like());
                 let ratio = (&logp - pick(&old_logp)).exp();
                 let adv = pick(&advantages);
                 let unclipped = &ratio * &adv;
@@ -381,7 +378,7 @@ impl<'a> Learner<'a> {
                 if let Some(ret) = &returns {
                     // The critic reads the policy's features but does not train them: value
                     // regression through the shared trunk degraded the language model.
-                    let v = self.value.forward(&hidden.detach().narrow(1, 0, len));
+                    let v = self.value.forward(&hidden.detach().narrow(1, 0, len).to_kind(Kind::Float));
                     let old_v = pick(&old_values);
                     let v_clipped = &old_v + (&v - &old_v).clamp(-o.clip, o.clip);
                     let r = pick(ret);
@@ -432,14 +429,7 @@ pub fn train(
     let mut learner = Learner::new(policy, reference, opts.clone(), tokenizer);
     let mut start = 0;
     if let Some((dir, state)) = run.latest() {
-        let loaded = Transformer::load(&dir, policy.device())?;
-        tch::no_grad(|| {
-            for (name, mut var) in policy.vs.variables() {
-                if let Some(src) = loaded.vs.variables().get(&name) {
-                    var.copy_(src);
-                }
-            }
-        });
+        policy.restore(&dir)?;
         learner.load_extra(&dir)?;
         start = state.step;
         tracing::info!("resuming RL at step {start} from {}", dir.display());

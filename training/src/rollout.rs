@@ -13,6 +13,7 @@
 //!   decoding the tokens after the prompt gives back the trajectory text exactly;
 //! - batches are formed in episode order, so a seeded rollout step is reproducible.
 
+use std::cell::RefCell;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -20,7 +21,7 @@ use futures_util::future::BoxFuture;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::env::Environment;
-use crate::generate::{Generated, Sampling, TurnInput, generate};
+use crate::generate::{Generated, PrefixCache, Sampling, TurnInput, generate_sharing_prefix};
 use crate::model::Transformer;
 use crate::tokenizer::RouterTokenizer;
 use switchyard::engine::answer_spans::Evidence;
@@ -125,16 +126,25 @@ pub trait TurnWriter {
     }
 }
 
-/// The policy model sampling turns.
+/// The policy model sampling turns. The prompt prefix its episodes share is encoded once,
+/// at their first turn, and its cache reused for every later turn (see
+/// [`generate_sharing_prefix`]); a writer lives for one step, whose weights do not change.
 pub struct ModelWriter<'a> {
     pub model: &'a Transformer,
     pub tokenizer: &'a RouterTokenizer,
     pub sampling: &'a Sampling,
+    prefix: RefCell<Option<PrefixCache>>,
+}
+
+impl<'a> ModelWriter<'a> {
+    pub fn new(model: &'a Transformer, tokenizer: &'a RouterTokenizer, sampling: &'a Sampling) -> ModelWriter<'a> {
+        ModelWriter { model, tokenizer, sampling, prefix: RefCell::new(None) }
+    }
 }
 
 impl TurnWriter for ModelWriter<'_> {
     fn write_turns(&self, turns: &[TurnInput]) -> anyhow::Result<Vec<Generated>> {
-        generate(self.model, self.tokenizer, turns, self.sampling)
+        generate_sharing_prefix(self.model, self.tokenizer, turns, self.sampling, &self.prefix)
     }
 
     fn extractive_answers(&self) -> bool {
@@ -153,7 +163,7 @@ pub fn rollouts(
     seed: u64,
 ) -> anyhow::Result<Vec<Rollout>> {
     tch::manual_seed(seed as i64);
-    run_episodes(&ModelWriter { model, tokenizer, sampling }, tokenizer, env, questions, seed)
+    run_episodes(&ModelWriter::new(model, tokenizer, sampling), tokenizer, env, questions, seed)
 }
 
 /// Run one episode per question with `writer` writing the router's turns, and score them.

@@ -16,7 +16,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::batch::{Batch, logprobs, masked_mean};
+use crate::batch::{Batch, masked_mean};
 use crate::checkpoint::{RunDir, State};
 use crate::env::Environment;
 use crate::metrics::MetricsLog;
@@ -202,11 +202,14 @@ pub fn learning_rate(opts: &SftOptions, step: u64, total: u64) -> f64 {
     opts.lr * (0.1 + 0.9 * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos()))
 }
 
-/// Negative log-likelihood of the router-written tokens of a batch.
+/// Negative log-likelihood of the router-written tokens of a batch (the LM head runs at those
+/// positions only).
 pub fn sft_loss(model: &Transformer, batch: &Batch) -> tch::Tensor {
     let positions = crate::model::position_ids(&batch.attention_mask);
-    let logits = model.forward(&batch.input_ids, &batch.attention_mask, &positions, &[]).logits;
-    -masked_mean(&logprobs(&logits, &batch.targets), &batch.action_mask)
+    let hidden = model.causal_hidden_states(&batch.input_ids, &positions);
+    let rows = batch.input_ids.size()[0];
+    let (logp, _) = batch.action_logprobs(model, &hidden, 0, rows, 1.0, false);
+    -masked_mean(&logp, &batch.action_mask)
 }
 
 /// Train; resumes from the run's latest checkpoint when there is one.
@@ -225,17 +228,10 @@ pub fn train(
     let batch_size = opts.batch_size.max(1);
     let per_epoch = examples.len().div_ceil(batch_size) as u64;
     let total = per_epoch * opts.epochs as u64;
-    let mut opt = AdamW::new(model.vs.variables().into_iter().collect(), opts.lr, opts.weight_decay);
+    let mut opt = AdamW::new(model.trainable(), opts.lr, opts.weight_decay);
     let mut start = 0;
     if let Some((dir, state)) = run.latest() {
-        let loaded = Transformer::load(&dir, model.device())?;
-        tch::no_grad(|| {
-            for (name, mut var) in model.vs.variables() {
-                if let Some(src) = loaded.vs.variables().get(&name) {
-                    var.copy_(src);
-                }
-            }
-        });
+        model.restore(&dir)?;
         opt.load(&dir.join("optimizer.safetensors"))?;
         start = state.step;
         tracing::info!("resuming supervised warm-up at step {start} from {}", dir.display());
@@ -257,6 +253,10 @@ pub fn train(
         let batch = Batch::new(&chosen, tokenizer.pad_id, model.device());
         opt.lr = learning_rate(opts, step, total);
         opt.zero_grad();
+        // LoRA dropout draws from torch's generator: seeded per step, so a resumed run draws
+        // what an uninterrupted one would.
+        tch::manual_seed((seed ^ step.wrapping_mul(0x9E37_79B9_7F4A_7C15)) as i64);
+        model.set_training(true);
         let mut loss = sft_loss(model, &batch);
         if opts.copy_batch_size > 0 && !copies.is_empty() {
             let mut rng = ChaCha8Rng::seed_from_u64(seed ^ step.wrapping_mul(0xD6E8_FEB8_6659_FD93) ^ 0xC0);
@@ -267,6 +267,7 @@ pub fn train(
             loss += sft_loss(model, &Batch::new(&picked, tokenizer.pad_id, model.device()));
         }
         loss.backward();
+        model.set_training(false);
         let grad_norm = opt.step(opts.grad_clip);
         let loss = loss.double_value(&[]);
         let tokens = batch.attention_mask.sum(tch::Kind::Float).double_value(&[]);
@@ -304,26 +305,50 @@ pub fn corpus(env: &Environment) -> anyhow::Result<Vec<String>> {
     Ok(texts)
 }
 
-/// Forward + backward tokens per second of `model` on random `[batch, seq]` sequences with
-/// the loss on every token, after one warm-up iteration; and seconds per iteration.
-pub fn throughput(model: &Transformer, batch: i64, seq: i64, iters: usize) -> (f64, f64) {
+/// What [`throughput`] measured.
+#[derive(Clone, Copy, Debug)]
+pub struct Throughput {
+    /// Forward + backward tokens per second.
+    pub tokens_per_s: f64,
+    /// Seconds per iteration, and of that the forward pass (with the loss) and the backward pass.
+    pub seconds: f64,
+    pub forward_s: f64,
+    pub backward_s: f64,
+}
+
+/// Forward + backward throughput of `model` on random `[batch, seq]` sequences with the loss
+/// on the last `loss_fraction` of each sequence's tokens (1.0: every token; a router's own
+/// tokens are a fraction of an episode), after one warm-up iteration. Runs in training mode
+/// (LoRA dropout on), as a warm-up step does.
+pub fn throughput(model: &Transformer, batch: i64, seq: i64, iters: usize, loss_fraction: f64) -> Throughput {
     let vocab = model.config.vocab_size;
     let ids = tch::Tensor::randint(vocab, [batch, seq], (tch::Kind::Int64, model.device()));
     let rows: Vec<Vec<i64>> = Vec::try_from(&ids).unwrap_or_default();
-    let mask = vec![true; seq as usize];
+    let scored = ((seq as f64 * loss_fraction.clamp(0.0, 1.0)).round() as usize).max(2);
+    let mask: Vec<bool> = (0..seq as usize).map(|i| i + scored >= seq as usize).collect();
     let seqs: Vec<(&[i64], &[bool])> = rows.iter().map(|r| (r.as_slice(), mask.as_slice())).collect();
     let b = Batch::new(&seqs, 0, model.device());
+    // (forward, backward) seconds of one iteration; reading the loss waits for the forward.
     let run = || {
+        let started = Instant::now();
         let loss = sft_loss(model, &b);
+        let _ = loss.double_value(&[]);
+        let forward = started.elapsed().as_secs_f64();
         loss.backward();
+        (forward, started.elapsed().as_secs_f64() - forward)
     };
+    model.set_training(true);
     run();
-    let started = Instant::now();
-    for _ in 0..iters.max(1) {
-        run();
+    let n = iters.max(1);
+    let (mut forward_s, mut backward_s) = (0.0, 0.0);
+    for _ in 0..n {
+        let (f, b) = run();
+        forward_s += f / n as f64;
+        backward_s += b / n as f64;
     }
-    let per = started.elapsed().as_secs_f64() / iters.max(1) as f64;
-    ((batch * seq) as f64 / per, per)
+    model.set_training(false);
+    let seconds = forward_s + backward_s;
+    Throughput { tokens_per_s: (batch * seq) as f64 / seconds, seconds, forward_s, backward_s }
 }
 
 #[cfg(test)]

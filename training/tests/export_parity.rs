@@ -352,3 +352,41 @@ fn export_errors_name_the_file() -> TestResult {
     }
     Ok(())
 }
+
+/// `export --adapter`: the base with the adapter merged exports to a graph whose logits are
+/// those of tch running the base with the adapter applied (unmerged).
+#[test]
+fn an_adapter_merged_at_export_gives_the_logits_of_the_adapted_model() -> TestResult {
+    let config = llama();
+    let base = model(config.clone(), 21)?;
+    let base_dir = tempfile::tempdir()?;
+    base.save(base_dir.path())?;
+    let mut tuned = Transformer::load(base_dir.path(), Device::Cpu)?;
+    let options = switchyard_train::lora::LoraOptions { rank: 4, dropout: 0.0, ..Default::default() };
+    tuned.attach_lora(&options)?;
+    tch::no_grad(|| {
+        for (_, mut t) in tuned.trainable() {
+            let noise = t.randn_like() * 0.2;
+            t.copy_(&noise);
+        }
+    });
+    let adapter_dir = tempfile::tempdir()?;
+    tuned.save(adapter_dir.path())?;
+
+    let mut merged = Transformer::load_with_adapter(base_dir.path(), adapter_dir.path(), Device::Cpu)?;
+    merged.merge_adapter()?;
+    let dir = tempfile::tempdir()?;
+    let (path, _) = export_to(&merged, &dir, false)?;
+    let mut session = session(&path)?;
+    let ids = Tensor::randint(config.vocab_size, [2, 6], (Kind::Int64, Device::Cpu));
+    let mask = ones(2, 6);
+    let positions = position_ids(&mask);
+    let (torch, _) = tch::no_grad(|| tch_pass(&tuned, &ids, &mask, &positions, &[]))?;
+    let onnx = ort_pass(&mut session, &config, &ids, &mask, &positions, &[])?;
+    assert_pass_close("merged adapter", &onnx, &torch);
+    // The adapter is not a no-op: the base alone differs.
+    let (plain, _) = tch::no_grad(|| tch_pass(&base, &ids, &mask, &positions, &[]))?;
+    let moved = plain.logits.data.iter().zip(&torch.logits.data).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+    assert!(moved > 1e-2, "the adapter moved the logits by only {moved}");
+    Ok(())
+}

@@ -4,4 +4,5 @@ mod cli;
 mod common;
 mod export_parity;
 mod import;
+mod lora;
 mod training;

@@ -6,7 +6,7 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use serde_json::json;
 
-use crate::policy::model_dir::{ROUTER_PROMPT_FILE, TOKENIZER_CONFIG_FILE};
+use crate::policy::model_dir::{PROVENANCE_FILE, ROUTER_PROMPT_FILE, TOKENIZER_CONFIG_FILE};
 use crate::policy::router::DEFAULT_MAX_NEW_TOKENS;
 use crate::policy::{
     ChatMessage, Device, GenerateOptions, Model, ModelOptions, RouterPrompt, Sampling, SessionOptions, runtime,
@@ -101,8 +101,32 @@ fn token_name(model: &Model, id: u32) -> String {
     model.tokenizer.id_to_token(id).unwrap_or_else(|| "?".into())
 }
 
+/// The base and adapter a merged model records (`provenance.json`), checked: an adapter
+/// trained on other base weights than the ones it was merged into is refused.
+fn provenance(dir: &std::path::Path) -> anyhow::Result<Option<serde_json::Value>> {
+    let path = dir.join(PROVENANCE_FILE);
+    if !path.exists() {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let value: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    let base = value["base"]["weights_sha256"].as_str();
+    let trained_on = value["adapter"]["base_weights_sha256"].as_str();
+    anyhow::ensure!(base.is_some(), "{}: no base.weights_sha256", path.display());
+    if let (Some(base), Some(trained_on)) = (base, trained_on) {
+        anyhow::ensure!(
+            base == trained_on,
+            "{}: the adapter was trained on base weights {trained_on} but merged into {base}; rebuild it from the base the adapter names",
+            path.display()
+        );
+    }
+    Ok(Some(value))
+}
+
 fn check(args: &CheckArgs) -> anyhow::Result<()> {
     let model = args.load.load()?;
+    let provenance = provenance(&model.dir)?;
     let library = runtime::library_path(args.load.onnxruntime.as_deref())?;
     let s = &model.signature;
     let template_source = model.chat_template_file;
@@ -138,6 +162,7 @@ fn check(args: &CheckArgs) -> anyhow::Result<()> {
             "stop_tokens": stops.iter().map(|(_, t)| t).collect::<Vec<_>>(),
             "stop_strings": model.generation.stop_strings,
             "max_position_embeddings": model.architecture.max_position_embeddings,
+            "provenance": provenance,
         });
         println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(());
@@ -184,6 +209,24 @@ fn check(args: &CheckArgs) -> anyhow::Result<()> {
     println!("stop strings:   {:?}", model.generation.stop_strings);
     if let Some(max) = model.architecture.max_position_embeddings {
         println!("max positions:  {max}");
+    }
+    if let Some(p) = &provenance {
+        let text = |v: &serde_json::Value| v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string());
+        let (base, adapter) = (&p["base"], &p["adapter"]);
+        let package = match (base["package"].as_str(), base["version"].as_str()) {
+            (Some(name), Some(version)) => format!(" ({name}=={version})"),
+            _ => String::new(),
+        };
+        println!("base:           {}{package}", text(&base["path"]));
+        println!("base sha256:    {}", text(&base["weights_sha256"]));
+        println!(
+            "adapter:        {} (LoRA r {}, alpha {})",
+            text(&adapter["path"]),
+            adapter["r"],
+            adapter["lora_alpha"]
+        );
+        println!("adapter sha256: {}", text(&adapter["weights_sha256"]));
+        println!("trained on:     {}", text(&adapter["base_weights_sha256"]));
     }
     println!("ok");
     Ok(())

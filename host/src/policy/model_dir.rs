@@ -33,6 +33,11 @@ pub const CONFIG_FILE: &str = "config.json";
 /// The router prompt template a router was trained on, when not the shipped one: a router
 /// reads the listing laid out as in training, so the template travels with the weights.
 pub const ROUTER_PROMPT_FILE: &str = "router_prompt.jinja";
+/// What a policy merged from a base and a LoRA adapter was built from (written by
+/// `switchyard-train export --adapter`): each part's path and the SHA-256 of its weights, and
+/// the base hash the adapter was trained on. `switchyard policy check` reports it and refuses
+/// a model whose adapter was trained on another base.
+pub const PROVENANCE_FILE: &str = "provenance.json";
 
 /// The special tokens a chat template may refer to.
 #[derive(Clone, Debug, Default)]

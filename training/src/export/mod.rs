@@ -16,4 +16,4 @@ pub mod package;
 mod proto;
 
 pub use import::import_dir;
-pub use package::export_dir;
+pub use package::{export_dir, provenance};
