@@ -157,3 +157,29 @@ pub fn switchyard_binary() -> PathBuf {
     );
     path
 }
+
+/// `switchyard serve` (the embedded default) run in `cwd`; returns the child and its address.
+pub fn spawn_embedded(cwd: &Path) -> (std::process::Child, String) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(switchyard_binary())
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .current_dir(cwd)
+        .env("SWITCHYARD_CACHE_DIR", crate::repo_root().join("target/test-component-cache"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first_line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut first_line).unwrap();
+    let addr = first_line.trim().strip_prefix("listening on http://").expect("prints its address").to_string();
+    (child, addr)
+}
+
+pub fn stderr_of(mut child: std::process::Child) -> String {
+    use std::io::Read;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let mut stderr = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    stderr
+}

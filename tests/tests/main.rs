@@ -1,5 +1,6 @@
 //! The end-to-end tests, one module per subject, linked into one binary.
 
+mod adapter;
 mod compile_cache;
 mod config;
 mod engine;

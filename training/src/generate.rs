@@ -200,7 +200,7 @@ pub fn generate(
     turns: &[TurnInput],
     sampling: &Sampling,
 ) -> anyhow::Result<Vec<Generated>> {
-    generate_sharing_prefix(model, tokenizer, turns, sampling, &RefCell::new(None))
+    generate_with(model, tokenizer, turns, sampling, None)
 }
 
 /// [`generate`], encoding the prefix all contexts share once: when `prefix` holds one the
@@ -216,6 +216,16 @@ pub fn generate_sharing_prefix(
     sampling: &Sampling,
     prefix: &RefCell<Option<PrefixCache>>,
 ) -> anyhow::Result<Vec<Generated>> {
+    generate_with(model, tokenizer, turns, sampling, Some(prefix))
+}
+
+fn generate_with(
+    model: &Transformer,
+    tokenizer: &RouterTokenizer,
+    turns: &[TurnInput],
+    sampling: &Sampling,
+    prefix: Option<&RefCell<Option<PrefixCache>>>,
+) -> anyhow::Result<Vec<Generated>> {
     let contexts: Vec<&[i64]> = turns.iter().map(|t| t.context.as_slice()).collect();
     let batch = contexts.len();
     if batch == 0 {
@@ -230,21 +240,23 @@ pub fn generate_sharing_prefix(
         .take_while(|(i, t)| contexts.iter().all(|c| c.get(*i) == Some(t)))
         .count()
         .min(shortest.saturating_sub(1));
-    let shared: Option<(usize, Vec<LayerCache>)> = if batch > 1 && common >= MIN_SHARED_PREFIX {
-        let mut cached = prefix.borrow_mut();
-        let reusable = cached.as_ref().is_some_and(|p| p.tokens.len() <= common && contexts[0].starts_with(&p.tokens));
-        if !reusable {
-            let ids = Tensor::from_slice(&contexts[0][..common]).view([1, common as i64]).to_device(device);
-            let ones = Tensor::ones([1, common as i64], (Kind::Int64, device));
-            let past = tch::no_grad(|| model.forward(&ids, &ones, &position_ids(&ones), &[]).present);
-            *cached = Some(PrefixCache { tokens: contexts[0][..common].to_vec(), past });
+    let shared: Option<(usize, Vec<LayerCache>)> = match prefix {
+        Some(prefix) if batch > 1 && common >= MIN_SHARED_PREFIX => {
+            let mut cached = prefix.borrow_mut();
+            let reusable =
+                cached.as_ref().is_some_and(|p| p.tokens.len() <= common && contexts[0].starts_with(&p.tokens));
+            if !reusable {
+                let ids = Tensor::from_slice(&contexts[0][..common]).view([1, common as i64]).to_device(device);
+                let ones = Tensor::ones([1, common as i64], (Kind::Int64, device));
+                let past = tch::no_grad(|| model.hidden_states(&ids, &ones, &position_ids(&ones), &[]).1);
+                *cached = Some(PrefixCache { tokens: contexts[0][..common].to_vec(), past });
+            }
+            cached.as_ref().map(|p| {
+                let rows = [batch as i64, 1, 1, 1];
+                (p.tokens.len(), p.past.iter().map(|(k, v)| (k.repeat(rows), v.repeat(rows))).collect())
+            })
         }
-        cached.as_ref().map(|p| {
-            let rows = [batch as i64, 1, 1, 1];
-            (p.tokens.len(), p.past.iter().map(|(k, v)| (k.repeat(rows), v.repeat(rows))).collect())
-        })
-    } else {
-        None
+        _ => None,
     };
     let skip = shared.as_ref().map_or(0, |(n, _)| *n);
     let width = contexts.iter().map(|c| c.len() - skip).max().unwrap_or(0).max(1);
@@ -270,9 +282,10 @@ pub fn generate_sharing_prefix(
     let columns = constrained.then(|| column_index(tags, device));
     tch::no_grad(|| -> anyhow::Result<()> {
         let positions = position_ids(&mask).narrow(1, skip as i64, width as i64);
-        let out = model.forward(&ids, &mask, &positions, &past);
-        let mut past = out.present;
-        let mut logits = out.logits.select(1, -1);
+        // Only the last position's logits start the turn: the LM head (a quarter of a 135M
+        // model's compute per token) runs there alone.
+        let (hidden, mut past) = model.hidden_states(&ids, &mask, &positions, &past);
+        let mut logits = model.lm_head(&hidden.select(1, -1));
         let mut next_position = mask.sum_dim_intlist(1, false, Kind::Int64);
         for _ in 0..sampling.max_new_tokens {
             let masks: Vec<Mask> = states

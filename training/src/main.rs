@@ -219,6 +219,20 @@ enum Command {
         #[command(flatten)]
         common: Common,
     },
+    /// Rollout throughput: episodes per minute of a model routing train questions over the
+    /// environment's pool (the RL step's sampling), with the shared prompt prefix encoded once.
+    BenchRollouts {
+        #[arg(long)]
+        model: PathBuf,
+        /// Episodes (one batch, as an RL step rolls them out).
+        #[arg(long, default_value_t = 32)]
+        questions: usize,
+        /// First measure the anchor in the same process: every turn encodes its whole context.
+        #[arg(long)]
+        anchor: bool,
+        #[command(flatten)]
+        common: Common,
+    },
     /// The alpha sweep: EM against cost of models trained at several alphas, from their
     /// `eval --out` files (same questions), as <out>.png and <out>.svg and a markdown table.
     Sweep {
@@ -394,9 +408,13 @@ fn main() -> anyhow::Result<()> {
             } else {
                 sft::teacher_examples(&env, &tokenizer, &train, &config.sft, config.seed)?
             };
+            let tokens: usize = examples.iter().map(|e| e.tokens.len()).sum();
+            let written: usize = examples.iter().map(|e| e.loss_mask.iter().filter(|m| **m).count()).sum();
             println!(
-                "supervised warm-up: {} examples, {} parameters, {} epochs",
+                "supervised warm-up: {} examples ({:.0} tokens each, {:.0}% router-written), {} parameters, {} epochs",
                 examples.len(),
+                tokens as f64 / examples.len().max(1) as f64,
+                100.0 * written as f64 / tokens.max(1) as f64,
                 model.config.parameters(),
                 config.sft.epochs
             );
@@ -565,10 +583,53 @@ fn main() -> anyhow::Result<()> {
             let mut m = load()?;
             prepare(&mut m, &config, device)?;
             let what = match m.lora() {
-                Some(l) => format!("LoRA r {} on {}", l.rank, l.target_modules.join(",")),
+                Some(l) => format!(
+                    "LoRA r {} on {}, {}",
+                    l.rank,
+                    l.target_modules.join(","),
+                    match &l.layers {
+                        Some(layers) => format!("layers {layers:?}"),
+                        None => "every layer".into(),
+                    }
+                ),
                 None => "full fine-tuning".into(),
             };
             report(&what, &m, loss_fraction);
+        }
+        Command::BenchRollouts { model, questions, anchor, common } => {
+            use switchyard_train::rollout::{ModelWriter, run_episodes};
+            let config = TrainConfig::load(common.config.as_deref())?;
+            let (policy, tokenizer) = load_model(&model, device(&common.device)?)?;
+            let env = Environment::new(config.env.clone(), common.plugins.as_deref())?;
+            let train: Vec<_> = env.split(Split::Train).into_iter().take(questions).collect();
+            let sampling = &config.rl.sampling;
+            let measure = |what: &str, writer: ModelWriter| -> anyhow::Result<()> {
+                tch::manual_seed(config.seed as i64);
+                let started = std::time::Instant::now();
+                let episodes = run_episodes(&writer, &tokenizer, &env, &train, config.seed)?;
+                let seconds = started.elapsed().as_secs_f64();
+                let generated: usize = episodes.iter().map(|r| r.generated_tokens()).sum();
+                let tokens: usize = episodes.iter().map(|r| r.tokens.len()).sum();
+                let calls: usize = episodes.iter().map(|r| r.trace.trajectory.calls.len()).sum();
+                println!(
+                    "{what}: {:.1} episodes/min ({} episodes in {seconds:.1} s; {:.1} generated tokens/s; {:.0} tokens and {:.2} calls per episode; pool of {} models, {} threads)",
+                    60.0 * episodes.len() as f64 / seconds,
+                    episodes.len(),
+                    generated as f64 / seconds,
+                    tokens as f64 / episodes.len().max(1) as f64,
+                    calls as f64 / episodes.len().max(1) as f64,
+                    env.pool().descriptors().len(),
+                    tch::get_num_threads()
+                );
+                Ok(())
+            };
+            if anchor {
+                measure(
+                    "anchor: each turn encodes its whole context",
+                    ModelWriter::new(&policy, &tokenizer, sampling).without_shared_prefix(),
+                )?;
+            }
+            measure("shared prompt prefix encoded once per step", ModelWriter::new(&policy, &tokenizer, sampling))?;
         }
         Command::Sweep { points, references, out } => sweep(&points, &references, &out)?,
         Command::Compare { baseline, policies } => {

@@ -10,6 +10,10 @@
 //! a 0/1 attention mask over past + current tokens, position ids and the per-layer key/value
 //! cache in, logits and the grown cache out — so the two can be compared logit for logit.
 //!
+//! A LoRA adapter ([`crate::lora`]) may be attached: each targeted projection then adds
+//! `alpha / r * x A^T B^T` to its output, the base weights frozen. `merge_adapter` folds it
+//! into the weights, which is how an adapted model is exported.
+//!
 //! Invariants:
 //! - a masked key position contributes exactly nothing to an attended query (its score is
 //!   `MASK_VALUE`, so its softmax weight underflows to zero); a fully masked query row (left
@@ -214,7 +218,7 @@ impl Proj {
         }
     }
 
-    /// The projection's modules name (`q_proj`), as LoRA's `target_modules` lists it.
+    /// The projection's module name (`q_proj`), as LoRA's `target_modules` lists it.
     fn module(&self) -> &str {
         self.name.rsplit('.').next().unwrap_or("")
     }
@@ -319,9 +323,24 @@ impl Attention {
         };
         let present = (k.shallow_clone(), v.shallow_clone());
         // softmax(q k^T / sqrt(d) + bias) v, each key/value head serving `heads / kv_heads`
-        // consecutive query heads; libtorch's fused kernel avoids materialising the repeats.
-        let causal = pass.bias.is_none();
-        let y = Tensor::scaled_dot_product_attention(&q, &k, &v, pass.bias.as_ref(), 0.0, causal, None, true);
+        // consecutive query heads.
+        let y = match &pass.bias {
+            // Training batches: libtorch's fused causal kernel.
+            None => Tensor::scaled_dot_product_attention(&q, &k, &v, None::<Tensor>, 0.0, true, None, true),
+            // With a mask libtorch falls back to its reference kernel, which copies every key
+            // and value head once per query head it serves — at each decoding step, the whole
+            // cache (measured: most of a 135M router's decoding time). Grouping the query heads
+            // by the key/value head they share reads the cache as it is.
+            Some(bias) => {
+                let group = self.heads / self.kv_heads;
+                let (past_len, d) = (k.size()[2], self.head_dim);
+                let q = q.reshape([b, self.kv_heads, group * t, d]);
+                let scores = q.matmul(&k.transpose(-1, -2)) / (d as f64).sqrt();
+                let scores = scores.view([b, self.kv_heads, group, t, past_len]) + bias.unsqueeze(2);
+                let weights = scores.softmax(-1, scores.kind()).view([b, self.kv_heads, group * t, past_len]);
+                weights.matmul(&v).view([b, self.heads, t, d])
+            }
+        };
         let y = y.transpose(1, 2).reshape([b, t, self.heads * self.head_dim]);
         (self.o_proj.forward(&y, pass), present)
     }

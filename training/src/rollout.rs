@@ -21,7 +21,7 @@ use futures_util::future::BoxFuture;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::env::Environment;
-use crate::generate::{Generated, PrefixCache, Sampling, TurnInput, generate_sharing_prefix};
+use crate::generate::{Generated, PrefixCache, Sampling, TurnInput, generate, generate_sharing_prefix};
 use crate::model::Transformer;
 use crate::tokenizer::RouterTokenizer;
 use switchyard::engine::answer_spans::Evidence;
@@ -133,18 +133,27 @@ pub struct ModelWriter<'a> {
     pub model: &'a Transformer,
     pub tokenizer: &'a RouterTokenizer,
     pub sampling: &'a Sampling,
-    prefix: RefCell<Option<PrefixCache>>,
+    /// `None`: every turn encodes its whole context (the benchmark's anchor).
+    prefix: Option<RefCell<Option<PrefixCache>>>,
 }
 
 impl<'a> ModelWriter<'a> {
     pub fn new(model: &'a Transformer, tokenizer: &'a RouterTokenizer, sampling: &'a Sampling) -> ModelWriter<'a> {
-        ModelWriter { model, tokenizer, sampling, prefix: RefCell::new(None) }
+        ModelWriter { model, tokenizer, sampling, prefix: Some(RefCell::new(None)) }
+    }
+
+    /// Encode every context whole, sharing nothing (to measure what sharing saves).
+    pub fn without_shared_prefix(self) -> ModelWriter<'a> {
+        ModelWriter { prefix: None, ..self }
     }
 }
 
 impl TurnWriter for ModelWriter<'_> {
     fn write_turns(&self, turns: &[TurnInput]) -> anyhow::Result<Vec<Generated>> {
-        generate_sharing_prefix(self.model, self.tokenizer, turns, self.sampling, &self.prefix)
+        match &self.prefix {
+            Some(prefix) => generate_sharing_prefix(self.model, self.tokenizer, turns, self.sampling, prefix),
+            None => generate(self.model, self.tokenizer, turns, self.sampling),
+        }
     }
 
     fn extractive_answers(&self) -> bool {

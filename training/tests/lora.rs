@@ -1,7 +1,7 @@
 //! LoRA adapters: a fresh adapter changes nothing; training moves the adapter only; the adapter
 //! saves in PEFT's layout (names, shapes, config) and loads back to the same outputs; merging
 //! leaves base + scale * B @ A; an adapter trained on other base weights, or with missing or
-//! misshapen tensors, is refused; warm-up and PPO with an adapter resume bit-exactly; bf16
+//! misshapen tensors, is refused; warm-up, PPO and GRPO with an adapter resume bit-exactly; bf16
 //! compute stays close to f32 and trains float32 adapter weights.
 
 use std::collections::BTreeMap;
@@ -242,7 +242,7 @@ fn adapter_weights(dir: &Path) -> Vec<u8> {
 }
 
 #[test]
-fn lora_warm_up_and_ppo_resume_bit_exactly() {
+fn lora_warm_up_ppo_and_grpo_resume_bit_exactly() {
     let _serial = common::torch_rng();
     let env = common::env();
     let tokenizer = common::tokenizer(&env);
@@ -279,37 +279,44 @@ fn lora_warm_up_and_ppo_resume_bit_exactly() {
     assert!(resumed.root.join("final/adapter_model.safetensors").is_file());
     assert!(!resumed.root.join("final/model.safetensors").exists());
 
-    // PPO on the adapter, the reference the frozen starting policy.
-    let rl_opts = RlOptions {
-        algorithm: Algorithm::Ppo,
-        steps: 2,
-        questions_per_step: 3,
-        mini_batch: 2,
-        eval_questions: 0,
-        save_every: 1,
-        lr: 1e-2,
-        sampling: switchyard_train::generate::Sampling { max_new_tokens: 12, ..Default::default() },
-        ..Default::default()
-    };
-    let ppo = |name: &str| {
-        let run = RunDir::open(&root.path().join(name), &rl_opts, true).unwrap();
-        let policy = lora_model(7);
-        let reference = common::tiny_model(tokenizer.vocab_size(), 7);
-        reference.freeze();
-        rl::train(&policy, &reference, &tokenizer, &env, &rl_opts, 3, &run, false).unwrap();
-        run
-    };
-    let straight = ppo("ppo-a");
-    let interrupted = ppo("ppo-b");
-    std::fs::remove_dir_all(interrupted.root.join("checkpoints/step-000002")).unwrap();
-    let resumed = ppo("ppo-b");
-    let a = straight.root.join("checkpoints/step-000002");
-    assert_eq!(adapter_weights(&a), adapter_weights(&resumed.root.join("checkpoints/step-000002")));
-    assert_ne!(
-        adapter_weights(&a),
-        adapter_weights(&straight.root.join("checkpoints/step-000001")),
-        "PPO moved the adapter"
-    );
+    // PPO and GRPO on the adapter, the reference the frozen starting policy.
+    for algorithm in [Algorithm::Ppo, Algorithm::Grpo] {
+        let rl_opts = RlOptions {
+            algorithm,
+            group_size: 2,
+            steps: 2,
+            questions_per_step: 3,
+            mini_batch: 2,
+            eval_questions: 0,
+            save_every: 1,
+            lr: 1e-2,
+            sampling: switchyard_train::generate::Sampling { max_new_tokens: 12, ..Default::default() },
+            ..Default::default()
+        };
+        let rl_run = |name: &str| {
+            let run = RunDir::open(&root.path().join(format!("{algorithm:?}-{name}")), &rl_opts, true).unwrap();
+            let policy = lora_model(7);
+            let reference = common::tiny_model(tokenizer.vocab_size(), 7);
+            reference.freeze();
+            rl::train(&policy, &reference, &tokenizer, &env, &rl_opts, 3, &run, false).unwrap();
+            run
+        };
+        let straight = rl_run("a");
+        let interrupted = rl_run("b");
+        std::fs::remove_dir_all(interrupted.root.join("checkpoints/step-000002")).unwrap();
+        let resumed = rl_run("b");
+        let a = straight.root.join("checkpoints/step-000002");
+        assert_eq!(
+            adapter_weights(&a),
+            adapter_weights(&resumed.root.join("checkpoints/step-000002")),
+            "{algorithm:?}: the resumed step differs"
+        );
+        assert_ne!(
+            adapter_weights(&a),
+            adapter_weights(&straight.root.join("checkpoints/step-000001")),
+            "{algorithm:?} moved the adapter"
+        );
+    }
 }
 
 #[test]

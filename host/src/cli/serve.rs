@@ -1,6 +1,7 @@
 //! `switchyard serve [--config <file>]`: the OpenAI-compatible server. With
 //! no config it serves the embedded default: the simulated pool, in-process,
-//! and the trained router when `models/router-r1/` holds one.
+//! and the trained router when `models/router-r1/` holds one (and the router built on the
+//! pretrained 135M base when setup has exported `models/router-r1-135m/`).
 
 use std::path::PathBuf;
 
@@ -101,6 +102,9 @@ pub(super) async fn embedded_snapshot(
     if let Some(router) = trained_router(router)? {
         snapshot.policies.insert(embedded::ROUTER_POLICY.into(), router);
     }
+    if let Some(router) = router_135m() {
+        snapshot.policies.insert(embedded::ROUTER_135M_POLICY.into(), router);
+    }
     // Shipped learned routers, like the trained router: served when present and sound,
     // reported and left out otherwise.
     for (name, relative) in embedded::LEARNED_ROUTERS {
@@ -115,6 +119,32 @@ pub(super) async fn embedded_snapshot(
         }
     }
     Ok(snapshot)
+}
+
+/// The router built on the pretrained 135M base, when setup has exported it: greedy and
+/// unconstrained, as its warm-up evaluated it (its tokenizer has no single-token tags for the
+/// tag grammar to work on). Absent or broken, it is reported and left out.
+fn router_135m() -> Option<std::sync::Arc<dyn crate::engine::Policy>> {
+    use crate::policy::{ModelOptions, OnnxPolicy, RouterOptions};
+    let dir = embedded::find_router_135m_dir()?;
+    let options = RouterOptions {
+        model: ModelOptions { label: embedded::ROUTER_135M_POLICY.into(), ..ModelOptions::default() },
+        ..RouterOptions::default()
+    };
+    match OnnxPolicy::load(embedded::ROUTER_135M_POLICY, &dir, &options) {
+        Ok(policy) => {
+            eprintln!("switchyard: serving {} from {}", embedded::ROUTER_135M_POLICY, dir.display());
+            Some(std::sync::Arc::new(policy))
+        }
+        Err(e) => {
+            eprintln!(
+                "switchyard: {} in {} did not load ({e}); not serving it",
+                embedded::ROUTER_135M_POLICY,
+                dir.display()
+            );
+            None
+        }
+    }
 }
 
 /// The trained router for the embedded default, when one is shipped and loads. Its absence

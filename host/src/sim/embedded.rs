@@ -37,6 +37,12 @@ pub const ROUTER_DIR: &str = "models/router-r1";
 /// The name the embedded default serves the trained router under.
 pub const ROUTER_POLICY: &str = "switchyard/router-r1";
 
+/// The router fine-tuned from the pretrained SmolLM2-135M-Instruct base: built by
+/// `scripts/setup` from the shipped LoRA adapter (`models/router-r1-135m-adapter/`) and the
+/// imported base, and served beside [`ROUTER_POLICY`] under its own name.
+pub const ROUTER_135M_POLICY: &str = "switchyard/router-r1-135m";
+pub const ROUTER_135M_DIR: &str = "models/router-r1-135m";
+
 /// The learned single-round routers the embedded default serves when shipped: policy name
 /// and parameter file (relative like [`ROUTER_DIR`]).
 pub const LEARNED_ROUTERS: [(&str, &str); 2] =
@@ -60,6 +66,11 @@ fn find_shipped(relative: &str, present: impl Fn(&Path) -> bool) -> Result<PathB
 /// checkout), or the places looked at when there is none.
 pub fn find_router_dir() -> Result<PathBuf, Vec<PathBuf>> {
     find_shipped(ROUTER_DIR, |c| c.join(crate::policy::model_dir::MODEL_FILE).is_file())
+}
+
+/// The exported 135M router, if setup has built one (see [`ROUTER_135M_DIR`]).
+pub fn find_router_135m_dir() -> Option<PathBuf> {
+    find_shipped(ROUTER_135M_DIR, |c| c.join(crate::policy::model_dir::MODEL_FILE).is_file()).ok()
 }
 
 /// A shipped learned router's parameter file (see [`LEARNED_ROUTERS`]), if there is one.

@@ -54,6 +54,7 @@ pub fn provenance(base: &Path, adapter: &Path) -> anyhow::Result<serde_json::Val
             "r": config.r,
             "lora_alpha": config.lora_alpha,
             "target_modules": config.target_modules,
+            "layers_to_transform": config.layers_to_transform,
         },
     }))
 }
