@@ -90,10 +90,8 @@ impl LoraOptions {
         if let Some(m) = self.target_modules.iter().find(|m| !MODULES.contains(&m.as_str())) {
             return bad(format!("target module `{m}` is not one of {}", MODULES.join(", ")));
         }
-        if let Some(layers) = &self.layers {
-            if layers.is_empty() || layers.iter().any(|l| *l < 0) {
-                return bad(format!("layers must be a non-empty list of layer indices, got {layers:?}"));
-            }
+        if let Some(layers) = self.layers.as_ref().filter(|l| l.is_empty() || l.iter().any(|i| *i < 0)) {
+            return bad(format!("layers must be a non-empty list of layer indices, got {layers:?}"));
         }
         Ok(())
     }
@@ -259,12 +257,21 @@ pub fn base_record(base_dir: &Path) -> Result<BaseRecord, LoraError> {
     Ok(BaseRecord { package, version, weights_sha256 })
 }
 
+/// An adapter directory as read.
+pub struct Adapter {
+    pub config: AdapterConfig,
+    /// The base it was trained on (`base.json`), when recorded.
+    pub base: Option<BaseRecord>,
+    /// Its tensors by PEFT name.
+    pub tensors: BTreeMap<String, Tensor>,
+}
+
 /// Read an adapter directory's config, base record (if any) and tensors.
-pub fn read(dir: &Path) -> Result<(AdapterConfig, Option<BaseRecord>, BTreeMap<String, Tensor>), LoraError> {
+pub fn read(dir: &Path) -> Result<Adapter, LoraError> {
     let (config, base) = read_config(dir)?;
     let weights = dir.join(WEIGHTS_FILE);
     let tensors = Tensor::read_safetensors(&weights).map_err(|e| file_error(&weights, e))?.into_iter().collect();
-    Ok((config, base, tensors))
+    Ok(Adapter { config, base, tensors })
 }
 
 /// Refuse an adapter whose recorded base is not the snapshot in `base_dir`.

@@ -486,7 +486,7 @@ impl Transformer {
     /// from `peft`, is taken as it is).
     pub fn load_with_adapter(base: &Path, adapter: &Path, device: Device) -> Result<Transformer, ModelError> {
         let lora_error = |e: crate::lora::LoraError| ModelError::Config(e.to_string());
-        let (_, record, _) = crate::lora::read(adapter).map_err(lora_error)?;
+        let (_, record) = crate::lora::read_config(adapter).map_err(lora_error)?;
         if let Some(record) = &record {
             crate::lora::check_base(adapter, record, base).map_err(lora_error)?;
         }
@@ -571,8 +571,8 @@ impl Transformer {
     /// adapter's, or every weight of a fully fine-tuned model.
     pub fn restore(&self, checkpoint: &Path) -> Result<(), ModelError> {
         if self.adapter.is_some() {
-            let (_, _, tensors) = crate::lora::read(checkpoint).map_err(|e| ModelError::Config(e.to_string()))?;
-            return self.copy_adapter_weights(checkpoint, &tensors);
+            let adapter = crate::lora::read(checkpoint).map_err(|e| ModelError::Config(e.to_string()))?;
+            return self.copy_adapter_weights(checkpoint, &adapter.tensors);
         }
         let loaded = Transformer::load_snapshot(checkpoint, self.device())?;
         let from = loaded.vs.variables();
@@ -725,10 +725,10 @@ impl Transformer {
     /// target this architecture: every tensor present, with the right shape.
     pub fn load_adapter(&mut self, dir: &Path) -> Result<(), ModelError> {
         let lora_error = |e: crate::lora::LoraError| ModelError::Config(e.to_string());
-        let (config, _, tensors) = crate::lora::read(dir).map_err(lora_error)?;
-        let options = config.options().map_err(|e| ModelError::Config(format!("{}: {e}", dir.display())))?;
+        let adapter = crate::lora::read(dir).map_err(lora_error)?;
+        let options = adapter.config.options().map_err(|e| ModelError::Config(format!("{}: {e}", dir.display())))?;
         self.attach_lora(&options)?;
-        self.copy_adapter_weights(dir, &tensors)
+        self.copy_adapter_weights(dir, &adapter.tensors)
     }
 
     /// Overwrite the attached adapter's weights with `tensors` (PEFT names); every adapter

@@ -205,7 +205,7 @@ fn an_adapter_for_other_base_weights_or_with_bad_tensors_is_refused() {
     Transformer::load(out.path(), Device::Cpu)
         .expect("an adapter without a base record (e.g. from peft) loads as it is");
 
-    let edit = |f: &dyn Fn(&mut Vec<(String, Tensor)>)| {
+    let edit = |f: &dyn Fn(&mut Named)| {
         let path = out.path().join("adapter_model.safetensors");
         let mut tensors = Tensor::read_safetensors(&path).unwrap();
         tensors.sort_by(|a, b| a.0.cmp(&b.0));
@@ -236,6 +236,9 @@ fn an_adapter_for_other_base_weights_or_with_bad_tensors_is_refused() {
     let err = Transformer::load(out.path(), Device::Cpu).unwrap_err().to_string();
     assert!(err.contains("nowhere/at-all"), "{err}");
 }
+
+/// An adapter file's tensors, as read and written.
+type Named = Vec<(String, Tensor)>;
 
 fn adapter_weights(dir: &Path) -> Vec<u8> {
     std::fs::read(dir.join("adapter_model.safetensors")).unwrap()
