@@ -50,6 +50,30 @@ fn the_imported_base_answers_the_golden_question_alike_through_tch_and_onnx() {
     let tch_tokens: Vec<u32> = out.tokens.iter().map(|&t| t as u32).collect();
     assert_eq!(tch_tokens, onnx.tokens, "tch and ONNX Runtime decode the same ids");
     assert!(out.text.starts_with(GOLDEN), "tch: {:?}", out.text);
+
+    // The CLI as a user runs it: the answer without the end-of-turn framing, from a prompt or
+    // from a messages file framed by the same template.
+    let dir = export.path().to_str().unwrap();
+    let generate = |extra: &[&str]| {
+        let out = std::process::Command::new(switchyard_tests::router::switchyard_binary())
+            .args(["policy", "generate", dir, "--max-new-tokens", "16"])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert_eq!(generate(&["--chat", "--prompt", "What is the capital of France?"]), format!("{GOLDEN}\n"));
+    let messages = export.path().join("messages.json");
+    std::fs::write(&messages, r#"[{"role": "user", "content": "What is the capital of France?"}]"#).unwrap();
+    assert_eq!(generate(&["--messages", messages.to_str().unwrap()]), format!("{GOLDEN}\n"));
+    std::fs::write(&messages, r#"[{"role": "user", "text": "no content"}]"#).unwrap();
+    let bad = std::process::Command::new(switchyard_tests::router::switchyard_binary())
+        .args(["policy", "generate", dir, "--messages", messages.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(!bad.status.success() && stderr.contains("messages.json") && stderr.contains("role"), "{stderr}");
 }
 
 #[test]

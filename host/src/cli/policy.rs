@@ -8,6 +8,7 @@ use serde_json::json;
 
 use crate::policy::model_dir::{PROVENANCE_FILE, ROUTER_PROMPT_FILE, TOKENIZER_CONFIG_FILE};
 use crate::policy::router::DEFAULT_MAX_NEW_TOKENS;
+use crate::policy::stop::Finish;
 use crate::policy::{
     ChatMessage, Device, GenerateOptions, Model, ModelOptions, RouterPrompt, Sampling, SessionOptions, runtime,
 };
@@ -65,8 +66,12 @@ pub struct GenerateArgs {
     #[command(flatten)]
     load: LoadArgs,
     /// The prompt text (raw, or the user message with --chat).
-    #[arg(long)]
-    prompt: String,
+    #[arg(long, required_unless_present = "messages")]
+    prompt: Option<String>,
+    /// A JSON file holding the conversation, `[{"role": "system", "content": "..."}, ...]`,
+    /// framed by the model's chat template with the assistant's turn opened (implies --chat).
+    #[arg(long, conflicts_with = "prompt")]
+    messages: Option<PathBuf>,
     /// Frame the prompt as a user message with the model's chat template and open the
     /// assistant's turn.
     #[arg(long)]
@@ -239,14 +244,20 @@ fn generate(args: &GenerateArgs) -> anyhow::Result<()> {
     if let Some(p) = args.top_p {
         anyhow::ensure!(p > 0.0 && p <= 1.0, "--top-p must be in (0, 1], got {p}");
     }
+    let messages = match &args.messages {
+        Some(path) => Some(read_messages(path)?),
+        None => None,
+    };
     let model = args.load.load()?;
-    let text = if args.chat {
+    let raw = args.prompt.clone().unwrap_or_default();
+    let text = if args.chat || messages.is_some() {
         let template = model.chat_template().with_context(|| {
             format!("--chat: {} has no chat template", args.load.dir.join(TOKENIZER_CONFIG_FILE).display())
         })?;
-        template.render(&[ChatMessage::new("user", &args.prompt)], true)?
+        let messages = messages.unwrap_or_else(|| vec![ChatMessage::new("user", &raw)]);
+        template.render(&messages, true)?
     } else {
-        args.prompt.clone()
+        raw
     };
     let prompt = model.tokenizer.encode(&text)?;
     let sampling = match args.temperature {
@@ -261,6 +272,18 @@ fn generate(args: &GenerateArgs) -> anyhow::Result<()> {
         grammar: None,
     };
     let generation = model.generator.generate_blocking(prompt, options)?;
+    // An end-of-turn or padding token that ended the generation (`<|im_end|>`) is the chat
+    // framing, not text; a protocol tag that stops a turn (`</search>`) is text and stays.
+    let framing = |token: &str| [&model.special.eos, &model.special.pad].iter().any(|s| s.as_deref() == Some(token));
+    let text = match generation.finish {
+        Finish::StopToken(id) => match model.tokenizer.decode(&[id]) {
+            Ok(stop) if framing(&stop) => {
+                generation.text.strip_suffix(stop.as_str()).unwrap_or(&generation.text).to_string()
+            }
+            _ => generation.text.clone(),
+        },
+        _ => generation.text.clone(),
+    };
     if args.json {
         let n = generation.tokens.len();
         let ttft = generation.time_to_first_token.as_secs_f64();
@@ -270,7 +293,7 @@ fn generate(args: &GenerateArgs) -> anyhow::Result<()> {
         let report = json!({
             "prompt_tokens": generation.prompt_tokens,
             "tokens": generation.tokens,
-            "text": generation.text,
+            "text": text,
             "finish": generation.finish,
             "time_to_first_token_ms": ttft * 1e3,
             "elapsed_ms": elapsed * 1e3,
@@ -278,7 +301,23 @@ fn generate(args: &GenerateArgs) -> anyhow::Result<()> {
         });
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        println!("{}", generation.text);
+        println!("{text}");
     }
     Ok(())
+}
+
+/// The conversation in a `--messages` file: a non-empty JSON array of `{"role", "content"}`.
+fn read_messages(path: &std::path::Path) -> anyhow::Result<Vec<ChatMessage>> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Message {
+        role: String,
+        content: String,
+    }
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let messages: Vec<Message> = serde_json::from_str(&text).with_context(|| {
+        format!("{}: expected a JSON array of {{\"role\": ..., \"content\": ...}} messages", path.display())
+    })?;
+    anyhow::ensure!(!messages.is_empty(), "{}: no messages", path.display());
+    Ok(messages.into_iter().map(|m| ChatMessage { role: m.role, content: m.content }).collect())
 }
