@@ -99,6 +99,33 @@ fn call_runs_each_world() {
 }
 
 #[test]
+fn bench_reports_fresh_and_pre_instantiated_call_latency() {
+    let cost = dist("token-price");
+    let input = r#"{"model": {"name": "m", "price_in_per_mtok": 1.0, "price_out_per_mtok": 3.0, "latency_ms": 10, "context_tokens": 1000},
+        "usage": {"input_tokens": 2000, "output_tokens": 1000}}"#;
+    let args = ["plugin", "bench", cost.to_str().unwrap(), "--input", input, "--calls", "40", "--fresh-calls", "4"];
+    let out = ok(&switchyard(&[&args[..], &["--json"]].concat()));
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["world"], "cost", "{out}");
+    let (fresh, pre) = (&v["fresh"], &v["pre_instantiated"]);
+    assert_eq!((fresh["calls"].as_u64(), pre["calls"].as_u64()), (Some(4), Some(40)), "{out}");
+    for r in [fresh, pre] {
+        let (p50, p99, max) =
+            (r["p50_us"].as_f64().unwrap(), r["p99_us"].as_f64().unwrap(), r["max_us"].as_f64().unwrap());
+        assert!(p50 > 0.0 && p50 <= p99 && p99 <= max, "{out}");
+    }
+    // A load (file, cache, link) costs more than a call on the loaded component.
+    assert!(fresh["p50_us"].as_f64() > pre["p50_us"].as_f64(), "{out}");
+    let text = ok(&switchyard(&args));
+    assert!(text.contains("load + call (fresh)") && text.contains("call (pre-instantiated)"), "{text}");
+
+    let err = fails(&switchyard(&["plugin", "bench", cost.to_str().unwrap(), "--input", r#"{"usage": {}}"#]));
+    assert!(err.contains("call shape"), "{err}");
+    let err = fails(&switchyard(&["plugin", "bench", cost.to_str().unwrap(), "--input", input, "--calls", "0"]));
+    assert!(err.contains("--calls"), "{err}");
+}
+
+#[test]
 fn call_reports_bad_input_and_plugin_refusals() {
     let err = fails(&switchyard(&["plugin", "call", dist("token-price").to_str().unwrap(), "--input", "{not json"]));
     assert!(err.contains("not valid JSON"), "{err}");

@@ -29,6 +29,26 @@ pub enum PluginCommand {
     Check(CheckArgs),
     /// Run a component once on a JSON input and print its JSON result.
     Call(CallArgs),
+    /// Call latency of one component on a JSON input (`plugin call`'s shapes): loaded fresh for
+    /// every call, and pre-instantiated once (each call in a fresh store, as the server runs it).
+    Bench(BenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    file: PathBuf,
+    /// JSON input, as for `plugin call`: a file path, `-` for stdin, or inline JSON.
+    #[arg(long)]
+    input: String,
+    /// Calls on the pre-instantiated component (after one warm-up call).
+    #[arg(long, default_value_t = 1000)]
+    calls: usize,
+    /// Calls that each load the component first.
+    #[arg(long, default_value_t = 50)]
+    fresh_calls: usize,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -65,6 +85,7 @@ impl PluginCommand {
             }
             PluginCommand::Check(args) => check(&args),
             PluginCommand::Call(args) => call(&args),
+            PluginCommand::Bench(args) => bench(&args),
         }
     }
 }
@@ -213,61 +234,158 @@ struct LearnedStrategyCall {
 fn call(args: &CallArgs) -> anyhow::Result<()> {
     let runtime = Runtime::with_defaults()?;
     let (kind, _) = detect_kind(&runtime, &args.file)?;
-    let input = read_input(&args.input)?;
-    let shape = |e: serde_json::Error| anyhow::anyhow!("input does not fit the {kind} world's call shape: {e}");
-    let output = run_call(&runtime, &args.file, kind, input, shape)
+    let call = Call::parse(kind, read_input(&args.input)?)?;
+    let output = Handle::load(&runtime, &args.file, kind)
+        .and_then(|handle| handle.call(&call))
         .with_context(|| format!("calling {} as a {kind} plugin", args.file.display()))?;
     println!("{}", serde_json::to_string_pretty(&output)?);
     Ok(())
 }
 
-fn run_call(
-    runtime: &Arc<Runtime>,
-    file: &Path,
-    kind: Kind,
-    input: Value,
-    shape: impl Fn(serde_json::Error) -> anyhow::Error,
-) -> anyhow::Result<Value> {
-    Ok(match kind {
-        Kind::Reward => {
-            let c: RewardCall = serde_json::from_value(input).map_err(shape)?;
-            let p = Plugin::<plugin::Reward>::load(runtime, file)?;
-            match (c.input, c.inputs) {
-                (Some(one), None) => serde_json::to_value(p.score(&one, &c.params)?)?,
-                (None, Some(many)) => serde_json::to_value(p.score_batch(&many, &c.params)?)?,
-                _ => bail!("a reward call needs exactly one of `input` or `inputs`"),
+/// One call's input, parsed into its world's shape (before any component is loaded).
+enum Call {
+    Reward(RewardCall),
+    Cost(CostCall),
+    Adapter(AdapterCall),
+    Strategy(StrategyCall),
+    /// With the parameter file's bytes, read once.
+    LearnedStrategy(LearnedStrategyCall, Vec<u8>),
+}
+
+impl Call {
+    fn parse(kind: Kind, input: Value) -> anyhow::Result<Call> {
+        let shape = |e: serde_json::Error| anyhow::anyhow!("input does not fit the {kind} world's call shape: {e}");
+        Ok(match kind {
+            Kind::Reward => {
+                let c: RewardCall = serde_json::from_value(input).map_err(shape)?;
+                anyhow::ensure!(
+                    c.input.is_some() != c.inputs.is_some(),
+                    "a reward call needs exactly one of `input` or `inputs`"
+                );
+                Call::Reward(c)
             }
-        }
-        Kind::Cost => {
-            let c: CostCall = serde_json::from_value(input).map_err(shape)?;
-            let p = Plugin::<plugin::Cost>::load(runtime, file)?;
-            serde_json::json!({ "cost": p.cost(&c.model, c.usage, c.latency_ms, &c.settings)? })
-        }
-        Kind::Adapter => {
-            let c: AdapterCall = serde_json::from_value(input).map_err(shape)?;
-            let p = Plugin::<plugin::Adapter>::load(runtime, file)?;
-            match c {
+            Kind::Cost => Call::Cost(serde_json::from_value(input).map_err(shape)?),
+            Kind::Adapter => Call::Adapter(serde_json::from_value(input).map_err(shape)?),
+            Kind::Strategy => Call::Strategy(serde_json::from_value(input).map_err(shape)?),
+            Kind::LearnedStrategy => {
+                let c: LearnedStrategyCall = serde_json::from_value(input).map_err(shape)?;
+                let parameters = plugin::loader::read_bounded(&c.parameters, plugin::loader::MAX_PARAMETERS_BYTES)
+                    .with_context(|| format!("reading {}", c.parameters.display()))?;
+                Call::LearnedStrategy(c, parameters)
+            }
+        })
+    }
+}
+
+/// A loaded (compiled, linked and pre-instantiated) component of one world: each call runs in
+/// a fresh store instantiated from it, as on the request path.
+enum Handle {
+    Reward(Plugin<plugin::Reward>),
+    Cost(Plugin<plugin::Cost>),
+    Adapter(Plugin<plugin::Adapter>),
+    Strategy(Plugin<plugin::Strategy>),
+    LearnedStrategy(Plugin<plugin::LearnedStrategy>),
+}
+
+impl Handle {
+    fn load(runtime: &Arc<Runtime>, file: &Path, kind: Kind) -> anyhow::Result<Handle> {
+        Ok(match kind {
+            Kind::Reward => Handle::Reward(Plugin::load(runtime, file)?),
+            Kind::Cost => Handle::Cost(Plugin::load(runtime, file)?),
+            Kind::Adapter => Handle::Adapter(Plugin::load(runtime, file)?),
+            Kind::Strategy => Handle::Strategy(Plugin::load(runtime, file)?),
+            Kind::LearnedStrategy => Handle::LearnedStrategy(Plugin::load(runtime, file)?),
+        })
+    }
+
+    fn call(&self, call: &Call) -> anyhow::Result<Value> {
+        Ok(match (self, call) {
+            (Handle::Reward(p), Call::Reward(c)) => match (&c.input, &c.inputs) {
+                (Some(one), _) => serde_json::to_value(p.score(one, &c.params)?)?,
+                (None, Some(many)) => serde_json::to_value(p.score_batch(many, &c.params)?)?,
+                (None, None) => bail!("a reward call needs exactly one of `input` or `inputs`"),
+            },
+            (Handle::Cost(p), Call::Cost(c)) => {
+                serde_json::json!({ "cost": p.cost(&c.model, c.usage, c.latency_ms, &c.settings)? })
+            }
+            (Handle::Adapter(p), Call::Adapter(c)) => match c {
                 AdapterCall::Auth {} => serde_json::to_value(p.auth()?)?,
                 AdapterCall::BuildRequest { request, base_url } => {
-                    serde_json::to_value(p.build_request(&request, &base_url)?)?
+                    serde_json::to_value(p.build_request(request, base_url)?)?
                 }
-                AdapterCall::ParseResponse(response) => serde_json::to_value(p.parse_response(&response)?)?,
+                AdapterCall::ParseResponse(response) => serde_json::to_value(p.parse_response(response)?)?,
                 AdapterCall::ParseStreamEvent { event, data } => {
-                    serde_json::to_value(p.parse_stream_event(&event, &data)?)?
+                    serde_json::to_value(p.parse_stream_event(event, data)?)?
                 }
+            },
+            (Handle::Strategy(p), Call::Strategy(c)) => serde_json::to_value(p.decide(&c.state, &c.settings)?)?,
+            (Handle::LearnedStrategy(p), Call::LearnedStrategy(c, parameters)) => {
+                serde_json::to_value(p.decide(&c.state, parameters, &c.settings)?)?
             }
-        }
-        Kind::Strategy => {
-            let c: StrategyCall = serde_json::from_value(input).map_err(shape)?;
-            let p = Plugin::<plugin::Strategy>::load(runtime, file)?;
-            serde_json::to_value(p.decide(&c.state, &c.settings)?)?
-        }
-        Kind::LearnedStrategy => {
-            let c: LearnedStrategyCall = serde_json::from_value(input).map_err(shape)?;
-            let parameters = plugin::loader::read_bounded(&c.parameters, plugin::loader::MAX_PARAMETERS_BYTES)
-                .with_context(|| format!("reading {}", c.parameters.display()))?;
-            let p = Plugin::<plugin::LearnedStrategy>::load(runtime, file)?;
-            serde_json::to_value(p.decide(&c.state, &parameters, &c.settings)?)?
-        }
+            _ => bail!("the input was parsed for another world than the component's"),
+        })
+    }
+}
+
+/// Latency percentiles of `samples` (seconds), in microseconds.
+fn percentiles(mut samples: Vec<f64>) -> Value {
+    samples.sort_by(f64::total_cmp);
+    let at = |q: f64| samples[((samples.len() as f64 - 1.0) * q).round() as usize] * 1e6;
+    serde_json::json!({
+        "calls": samples.len(),
+        "p50_us": at(0.5),
+        "p90_us": at(0.9),
+        "p99_us": at(0.99),
+        "max_us": at(1.0),
+        "mean_us": samples.iter().sum::<f64>() / samples.len() as f64 * 1e6,
     })
+}
+
+fn bench(args: &BenchArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(args.calls > 0 && args.fresh_calls > 0, "--calls and --fresh-calls must be at least 1");
+    let runtime = Runtime::with_defaults()?;
+    let (kind, _) = detect_kind(&runtime, &args.file)?;
+    let call = Call::parse(kind, read_input(&args.input)?)?;
+    let what = || format!("calling {} as a {kind} plugin", args.file.display());
+    // Fresh: what the first call after a load or reload costs (the compiled code comes from
+    // the runtime's cache, as in the server).
+    let mut fresh = Vec::with_capacity(args.fresh_calls);
+    for _ in 0..args.fresh_calls {
+        let started = std::time::Instant::now();
+        Handle::load(&runtime, &args.file, kind).and_then(|h| h.call(&call)).with_context(what)?;
+        fresh.push(started.elapsed().as_secs_f64());
+    }
+    // Pre-instantiated: loaded once, each call in a fresh store (the request path).
+    let handle = Handle::load(&runtime, &args.file, kind).with_context(what)?;
+    handle.call(&call).with_context(what)?;
+    let mut pre = Vec::with_capacity(args.calls);
+    for _ in 0..args.calls {
+        let started = std::time::Instant::now();
+        handle.call(&call).with_context(what)?;
+        pre.push(started.elapsed().as_secs_f64());
+    }
+    let report = serde_json::json!({
+        "plugin": args.file.display().to_string(),
+        "world": kind.to_string(),
+        "fresh": percentiles(fresh),
+        "pre_instantiated": percentiles(pre),
+    });
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
+    println!("{} ({kind})", args.file.display());
+    for (label, key) in [("load + call (fresh)", "fresh"), ("call (pre-instantiated)", "pre_instantiated")] {
+        let r = &report[key];
+        let us = |k: &str| r[k].as_f64().unwrap_or(f64::NAN);
+        println!(
+            "  {label:<26} {:>5} calls  p50 {:>9.1} us  p90 {:>9.1} us  p99 {:>9.1} us  max {:>9.1} us",
+            r["calls"].as_u64().unwrap_or(0),
+            us("p50_us"),
+            us("p90_us"),
+            us("p99_us"),
+            us("max_us")
+        );
+    }
+    Ok(())
 }
