@@ -51,7 +51,7 @@ pub struct LoraOptions {
 
 impl Default for LoraOptions {
     /// Rank 8, alpha 16 on every projection; no dropout (PEFT's default too: on these CPUs a
-    /// dropout of 0.05 costs 40% of a forward pass, BENCHMARKS.md).
+    /// dropout of 0.05 costs 38% of a forward pass, BENCHMARKS.md).
     fn default() -> Self {
         LoraOptions {
             rank: 8,

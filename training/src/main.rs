@@ -93,7 +93,7 @@ enum Command {
         #[arg(long)]
         lr: Option<f64>,
         /// Train a LoRA adapter on the frozen --init model (the config's `[lora]`, else rank 8,
-        /// alpha 16, dropout 0.05 on every projection).
+        /// alpha 16, no dropout, every projection of every layer).
         #[arg(long)]
         lora: bool,
         /// Continue the run in --run from its latest checkpoint.
