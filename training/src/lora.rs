@@ -274,19 +274,24 @@ pub fn read(dir: &Path) -> Result<Adapter, LoraError> {
     Ok(Adapter { config, base, tensors })
 }
 
-/// Refuse an adapter whose recorded base is not the snapshot in `base_dir`.
-pub fn check_base(adapter_dir: &Path, record: &BaseRecord, base_dir: &Path) -> Result<(), LoraError> {
-    let found = sha256_file(&base_dir.join("model.safetensors"))?;
-    if found != record.weights_sha256 {
-        let named = match (&record.package, &record.version) {
+/// Refuse an adapter trained on the base `trained_on` when the snapshot in `base_dir` (whose
+/// record is `found`, see [`base_record`]) has other weights.
+pub fn check_base(
+    adapter_dir: &Path,
+    trained_on: &BaseRecord,
+    base_dir: &Path,
+    found: &BaseRecord,
+) -> Result<(), LoraError> {
+    if found.weights_sha256 != trained_on.weights_sha256 {
+        let named = match (&trained_on.package, &trained_on.version) {
             (Some(p), Some(v)) => format!("{p}=={v}"),
             _ => "no package".into(),
         };
         return Err(LoraError::BaseMismatch {
             adapter: adapter_dir.display().to_string(),
             base: base_dir.display().to_string(),
-            expected: record.weights_sha256.clone(),
-            found,
+            expected: trained_on.weights_sha256.clone(),
+            found: found.weights_sha256.clone(),
             named,
         });
     }

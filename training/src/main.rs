@@ -511,7 +511,8 @@ fn main() -> anyhow::Result<()> {
                         .with_context(|| format!("applying {} to {}", adapter.display(), base.display()))?;
                     policy.merge_adapter()?;
                     switchyard_train::export::export_dir(&policy, &[&adapter, &base], &out, external_data)?;
-                    let provenance = switchyard_train::export::provenance(&base, &adapter)?;
+                    let record = policy.base_record()?.context("the base's record")?;
+                    let provenance = switchyard_train::export::provenance(&base, &record, &adapter)?;
                     let path = out.join(switchyard::policy::model_dir::PROVENANCE_FILE);
                     std::fs::write(&path, serde_json::to_string_pretty(&provenance)?)
                         .with_context(|| format!("writing {}", path.display()))?;

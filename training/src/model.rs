@@ -486,13 +486,27 @@ impl Transformer {
     /// from `peft`, is taken as it is).
     pub fn load_with_adapter(base: &Path, adapter: &Path, device: Device) -> Result<Transformer, ModelError> {
         let lora_error = |e: crate::lora::LoraError| ModelError::Config(e.to_string());
-        let (_, record) = crate::lora::read_config(adapter).map_err(lora_error)?;
-        if let Some(record) = &record {
-            crate::lora::check_base(adapter, record, base).map_err(lora_error)?;
+        let (_, trained_on) = crate::lora::read_config(adapter).map_err(lora_error)?;
+        // Hashed once: checked here, kept for the adapter's saves and an export's provenance.
+        let found = crate::lora::base_record(base).map_err(lora_error)?;
+        if let Some(trained_on) = &trained_on {
+            crate::lora::check_base(adapter, trained_on, base, &found).map_err(lora_error)?;
         }
         let mut model = Transformer::load_snapshot(base, device)?;
+        let _ = model.base_record.set(found);
         model.load_adapter(adapter)?;
         Ok(model)
+    }
+
+    /// The record of the snapshot the weights were loaded from (hashed once, then kept), or
+    /// `None` for a model built in memory.
+    pub fn base_record(&self) -> Result<Option<crate::lora::BaseRecord>, ModelError> {
+        let Some(source) = &self.source else { return Ok(None) };
+        if let Some(record) = self.base_record.get() {
+            return Ok(Some(record.clone()));
+        }
+        let record = crate::lora::base_record(source).map_err(|e| ModelError::Config(e.to_string()))?;
+        Ok(Some(self.base_record.get_or_init(|| record).clone()))
     }
 
     fn load_snapshot(dir: &Path, device: Device) -> Result<Transformer, ModelError> {
@@ -542,18 +556,8 @@ impl Transformer {
     /// the snapshot the model was loaded from).
     pub fn save(&self, dir: &Path) -> Result<(), ModelError> {
         if self.adapter.is_some() {
-            let base = match &self.source {
-                Some(source) => Some(match self.base_record.get() {
-                    Some(r) => r.clone(),
-                    None => {
-                        let r = crate::lora::base_record(source).map_err(|e| ModelError::Config(e.to_string()))?;
-                        self.base_record.get_or_init(|| r).clone()
-                    }
-                }),
-                None => None,
-            };
             let name = self.source.as_ref().map(|s| s.display().to_string());
-            return self.save_adapter(dir, name, base.as_ref());
+            return self.save_adapter(dir, name, self.base_record()?.as_ref());
         }
         let file_error = |path: &Path, e: &dyn std::fmt::Display| ModelError::File {
             path: path.display().to_string(),
@@ -695,6 +699,10 @@ impl Transformer {
     /// with the current torch seed, B zero: the model's outputs are unchanged).
     pub fn attach_lora(&mut self, options: &LoraOptions) -> Result<(), ModelError> {
         options.validate().map_err(|e| ModelError::Config(e.to_string()))?;
+        let layers = self.config.num_hidden_layers;
+        if let Some(l) = options.layers.iter().flatten().find(|l| **l >= layers) {
+            return Err(ModelError::Config(format!("LoRA layer {l} does not exist: the model has {layers} layers")));
+        }
         if self.adapter.is_some() {
             return Err(ModelError::Config("a LoRA adapter is already attached".into()));
         }
@@ -755,6 +763,9 @@ impl Transformer {
             let t = &tensors[name];
             if var.size() != t.size() {
                 return Err(ModelError::Shape { path, name: name.clone(), expected: var.size(), found: t.size() });
+            }
+            if t.to_kind(Kind::Float).isfinite().all().int64_value(&[]) == 0 {
+                return Err(ModelError::File { path, message: format!("`{name}` holds NaN or infinite values") });
             }
             tch::no_grad(|| var.copy_(&t.to_kind(Kind::Float)));
         }

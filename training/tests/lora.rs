@@ -103,6 +103,9 @@ fn a_fresh_adapter_changes_nothing_and_training_moves_only_the_adapter() {
     );
     assert!(!logits(&model).equal(&before));
     assert!(model.attach_lora(&LoraOptions::default()).is_err(), "one adapter at a time");
+    let mut fresh = Transformer::load(base.path(), Device::Cpu).unwrap();
+    let err = fresh.attach_lora(&LoraOptions { layers: Some(vec![1, 2]), ..no_dropout() }).unwrap_err().to_string();
+    assert!(err.contains("layer 2") && err.contains("2 layers"), "{err}");
 }
 
 #[test]
@@ -212,6 +215,18 @@ fn an_adapter_for_other_base_weights_or_with_bad_tensors_is_refused() {
         f(&mut tensors);
         Tensor::write_safetensors(&tensors, &path).unwrap();
     };
+    // One adapter tensor set to `value` throughout: NaN is refused, naming it; 0 is fine.
+    let set_q_a = |value: f64| {
+        edit(&|t| {
+            for (_, x) in t.iter_mut().filter(|(n, _)| n.contains("layers.0.self_attn.q_proj.lora_A")) {
+                *x = x.fill(value);
+            }
+        })
+    };
+    set_q_a(f64::NAN);
+    let err = Transformer::load(out.path(), Device::Cpu).unwrap_err().to_string();
+    assert!(err.contains("layers.0.self_attn.q_proj.lora_A") && err.contains("NaN"), "{err}");
+    set_q_a(0.0);
     edit(&|t| t.retain(|(n, _)| !n.contains("layers.1.mlp.up_proj.lora_B")));
     let err = Transformer::load(out.path(), Device::Cpu).unwrap_err().to_string();
     assert!(err.contains("layers.1.mlp.up_proj.lora_B"), "{err}");

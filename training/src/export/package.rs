@@ -36,8 +36,9 @@ pub fn export_dir(model: &Transformer, sources: &[&Path], out: &Path, external_d
 /// What a merged export was built from (`provenance.json`, read by `switchyard policy
 /// check`): the base snapshot and the adapter, each with the SHA-256 of its weights, and the
 /// base hash the adapter was trained on.
-pub fn provenance(base: &Path, adapter: &Path) -> anyhow::Result<serde_json::Value> {
-    let record = lora::base_record(base)?;
+/// `record` is the base's (as [`crate::model::Transformer::base_record`] gives it: hashed when
+/// the adapter was checked against it).
+pub fn provenance(base: &Path, record: &lora::BaseRecord, adapter: &Path) -> anyhow::Result<serde_json::Value> {
     let (config, trained_on) = lora::read_config(adapter)?;
     let adapter_sha = lora::sha256_file(&adapter.join(lora::WEIGHTS_FILE))?;
     Ok(serde_json::json!({
