@@ -103,6 +103,13 @@ pub struct TrainConfig {
 }
 
 impl TrainConfig {
+    /// Apply a `--lora` flag: the config's `[lora]`, else the default settings.
+    pub fn lora_if(&mut self, flag: bool) {
+        if flag && self.lora.is_none() {
+            self.lora = Some(LoraOptions::default());
+        }
+    }
+
     pub fn load(path: Option<&Path>) -> anyhow::Result<TrainConfig> {
         match path {
             None => Ok(TrainConfig::default()),

@@ -383,7 +383,7 @@ fn main() -> anyhow::Result<()> {
             config.init = init.clone();
             let device = device(&common.device)?;
             tch::manual_seed(config.seed as i64);
-            config.lora = if lora_flag { Some(config.lora.unwrap_or_default()) } else { config.lora };
+            config.lora_if(lora_flag);
             let (mut model, tokenizer) = match (&init, &tokenizer) {
                 (Some(dir), _) => load_model(dir, device)?,
                 (None, Some(path)) => {
@@ -430,7 +430,7 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Rl { run, init, algorithm, lora: lora_flag, steps, alpha, questions_per_step, resume, common } => {
             let mut config = TrainConfig::load(common.config.as_deref())?;
-            config.lora = if lora_flag { Some(config.lora.unwrap_or_default()) } else { config.lora };
+            config.lora_if(lora_flag);
             config.seed = common.seed.unwrap_or(config.seed);
             config.rl.algorithm = algorithm.unwrap_or(config.rl.algorithm);
             config.rl.steps = steps.unwrap_or(config.rl.steps);
@@ -555,7 +555,7 @@ fn main() -> anyhow::Result<()> {
             let mut config = TrainConfig::load(common.config.as_deref())?;
             let device = device(&common.device)?;
             config.precision = precision;
-            config.lora = if lora_flag { Some(config.lora.unwrap_or_default()) } else { config.lora };
+            config.lora_if(lora_flag);
             let load = || -> anyhow::Result<Transformer> {
                 tch::manual_seed(config.seed as i64);
                 Ok(match &model {

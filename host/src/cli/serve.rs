@@ -125,23 +125,31 @@ pub(super) async fn embedded_snapshot(
 /// unconstrained, as its warm-up evaluated it (its tokenizer has no single-token tags for the
 /// tag grammar to work on). Absent or broken, it is reported and left out.
 fn router_135m() -> Option<std::sync::Arc<dyn crate::engine::Policy>> {
-    use crate::policy::{ModelOptions, OnnxPolicy, RouterOptions};
+    use crate::policy::{ModelOptions, RouterOptions};
     let dir = embedded::find_router_135m_dir()?;
     let options = RouterOptions {
         model: ModelOptions { label: embedded::ROUTER_135M_POLICY.into(), ..ModelOptions::default() },
         ..RouterOptions::default()
     };
-    match OnnxPolicy::load(embedded::ROUTER_135M_POLICY, &dir, &options) {
+    load_shipped(embedded::ROUTER_135M_POLICY, "", &dir, &options, "not serving it")
+}
+
+/// A shipped router, loaded and reported on stderr (`serving {what}{name} from {dir}`); one
+/// that does not load is reported with `otherwise` (what is served instead) and left out.
+fn load_shipped(
+    name: &str,
+    what: &str,
+    dir: &std::path::Path,
+    options: &crate::policy::RouterOptions,
+    otherwise: &str,
+) -> Option<std::sync::Arc<dyn crate::engine::Policy>> {
+    match crate::policy::OnnxPolicy::load(name, dir, options) {
         Ok(policy) => {
-            eprintln!("switchyard: serving {} from {}", embedded::ROUTER_135M_POLICY, dir.display());
+            eprintln!("switchyard: serving {what}{name} from {}", dir.display());
             Some(std::sync::Arc::new(policy))
         }
         Err(e) => {
-            eprintln!(
-                "switchyard: {} in {} did not load ({e}); not serving it",
-                embedded::ROUTER_135M_POLICY,
-                dir.display()
-            );
+            eprintln!("switchyard: {what}{name} in {} did not load ({e}); {otherwise}", dir.display());
             None
         }
     }
@@ -182,17 +190,11 @@ fn trained_router(router: &EmbeddedRouter) -> anyhow::Result<Option<std::sync::A
             return Ok(None);
         }
     };
-    Ok(match OnnxPolicy::load(embedded::ROUTER_POLICY, &dir, &options) {
-        Ok(policy) => {
-            eprintln!("switchyard: serving the trained router {} from {}", embedded::ROUTER_POLICY, dir.display());
-            Some(std::sync::Arc::new(policy))
-        }
-        Err(e) => {
-            eprintln!(
-                "switchyard: the trained router in {} did not load ({e}); serving the strategies and the teacher",
-                dir.display()
-            );
-            None
-        }
-    })
+    Ok(load_shipped(
+        embedded::ROUTER_POLICY,
+        "the trained router ",
+        &dir,
+        &options,
+        "serving the strategies and the teacher",
+    ))
 }
